@@ -1,0 +1,392 @@
+//! The JSON `content` of message rows: [`InboundContent`] and [`OutboundContent`].
+//!
+//! Outbound content is written by the container and is hostile input for the host:
+//! [`OutboundContent::parse`] checks shape and sizes and names what is wrong.
+
+use crate::rows::OutboundKind;
+use crate::seq::Seq;
+use serde::{Deserialize, Serialize};
+
+/// Largest `content` JSON the host accepts from an outbound row, in bytes.
+pub const MAX_OUTBOUND_CONTENT_BYTES: usize = 256 * 1024;
+/// Largest text of one outbound message, in characters.
+pub const MAX_TEXT_CHARS: usize = 64 * 1024;
+/// Most files one outbound message may carry.
+pub const MAX_FILES: usize = 16;
+
+/// Why a row's content was refused. Never retryable: the row is bad as written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ContentError {
+    #[error("content is {size} bytes, over the cap of {cap}")]
+    TooLarge { size: usize, cap: usize },
+    #[error("content is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("content does not match the {shape} shape: {reason}")]
+    BadShape { shape: &'static str, reason: String },
+    #[error("text is {chars} characters, over the cap of {cap}")]
+    TextTooLong { chars: usize, cap: usize },
+    #[error("{count} files, over the cap of {cap}")]
+    TooManyFiles { count: usize, cap: usize },
+    #[error("file name {0:?} is not a plain file name inside the outbox")]
+    BadFileName(String),
+}
+
+/// Who sent an inbound message, as the platform identifies them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The content of an inbound row (`messages_in.content`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InboundContent {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
+    /// File names under `in/inbox/<message_id>/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+}
+
+/// A plain message: text and optional files from `out/outbox/<message_id>/`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageContent {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+}
+
+/// One entry of a progress list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressItem {
+    pub text: String,
+    pub status: String,
+}
+
+/// The operations an outbound chat row may carry besides a plain message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", rename_all = "lowercase", deny_unknown_fields)]
+enum Operation {
+    Edit {
+        target_seq: Seq,
+        text: String,
+    },
+    Reaction {
+        target_seq: Seq,
+        emoji: String,
+    },
+    Question {
+        question_id: String,
+        title: String,
+        question: String,
+        options: Vec<String>,
+    },
+    Progress {
+        items: Vec<ProgressItem>,
+    },
+}
+
+/// The content of an outbound row (`messages_out.content`), by kind and shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboundContent {
+    Message(MessageContent),
+    Edit {
+        target_seq: Seq,
+        text: String,
+    },
+    Reaction {
+        target_seq: Seq,
+        emoji: String,
+    },
+    Question {
+        question_id: String,
+        title: String,
+        question: String,
+        options: Vec<String>,
+    },
+    Progress {
+        items: Vec<ProgressItem>,
+    },
+    /// A `system` row: an action for the host, with its arguments.
+    System {
+        action: String,
+        args: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+impl OutboundContent {
+    /// Parses and checks the content of an outbound row of the given kind.
+    pub fn parse(kind: OutboundKind, json: &str) -> Result<Self, ContentError> {
+        if json.len() > MAX_OUTBOUND_CONTENT_BYTES {
+            return Err(ContentError::TooLarge {
+                size: json.len(),
+                cap: MAX_OUTBOUND_CONTENT_BYTES,
+            });
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| ContentError::NotJson(e.to_string()))?;
+        let content = match kind {
+            OutboundKind::System => {
+                let serde_json::Value::Object(mut map) = value else {
+                    return Err(bad("system", "not a JSON object"));
+                };
+                let action = match map.remove("action") {
+                    Some(serde_json::Value::String(action)) if !action.is_empty() => action,
+                    _ => return Err(bad("system", "missing string field `action`")),
+                };
+                OutboundContent::System { action, args: map }
+            }
+            OutboundKind::Chat if value.get("operation").is_some() => {
+                let operation: Operation =
+                    serde_json::from_value(value).map_err(|e| bad("operation", &e.to_string()))?;
+                match operation {
+                    Operation::Edit { target_seq, text } => {
+                        OutboundContent::Edit { target_seq, text }
+                    }
+                    Operation::Reaction { target_seq, emoji } => {
+                        OutboundContent::Reaction { target_seq, emoji }
+                    }
+                    Operation::Question {
+                        question_id,
+                        title,
+                        question,
+                        options,
+                    } => OutboundContent::Question {
+                        question_id,
+                        title,
+                        question,
+                        options,
+                    },
+                    Operation::Progress { items } => OutboundContent::Progress { items },
+                }
+            }
+            OutboundKind::Chat => OutboundContent::Message(
+                serde_json::from_value(value).map_err(|e| bad("message", &e.to_string()))?,
+            ),
+        };
+        content.check_limits()?;
+        Ok(content)
+    }
+
+    /// The JSON written to `messages_out.content`.
+    pub fn to_json(&self) -> String {
+        let value = match self {
+            OutboundContent::Message(message) => serde_json::to_value(message),
+            OutboundContent::Edit { target_seq, text } => serde_json::to_value(Operation::Edit {
+                target_seq: *target_seq,
+                text: text.clone(),
+            }),
+            OutboundContent::Reaction { target_seq, emoji } => {
+                serde_json::to_value(Operation::Reaction {
+                    target_seq: *target_seq,
+                    emoji: emoji.clone(),
+                })
+            }
+            OutboundContent::Question {
+                question_id,
+                title,
+                question,
+                options,
+            } => serde_json::to_value(Operation::Question {
+                question_id: question_id.clone(),
+                title: title.clone(),
+                question: question.clone(),
+                options: options.clone(),
+            }),
+            OutboundContent::Progress { items } => serde_json::to_value(Operation::Progress {
+                items: items.clone(),
+            }),
+            OutboundContent::System { action, args } => {
+                let mut map = args.clone();
+                map.insert("action".into(), serde_json::Value::String(action.clone()));
+                Ok(serde_json::Value::Object(map))
+            }
+        };
+        // Serialising these plain structs into a Value cannot fail (string keys only).
+        value.map(|v| v.to_string()).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// The text a person would read, where the content has one.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            OutboundContent::Message(m) => Some(&m.text),
+            OutboundContent::Edit { text, .. } => Some(text),
+            OutboundContent::Question { question, .. } => Some(question),
+            OutboundContent::Reaction { .. }
+            | OutboundContent::Progress { .. }
+            | OutboundContent::System { .. } => None,
+        }
+    }
+
+    fn check_limits(&self) -> Result<(), ContentError> {
+        if let Some(text) = self.text() {
+            let chars = text.chars().count();
+            if chars > MAX_TEXT_CHARS {
+                return Err(ContentError::TextTooLong {
+                    chars,
+                    cap: MAX_TEXT_CHARS,
+                });
+            }
+        }
+        if let OutboundContent::Message(message) = self {
+            if message.files.len() > MAX_FILES {
+                return Err(ContentError::TooManyFiles {
+                    count: message.files.len(),
+                    cap: MAX_FILES,
+                });
+            }
+            if let Some(name) = message
+                .files
+                .iter()
+                .find(|f| !crate::ids::is_safe_folder_name(f))
+            {
+                return Err(ContentError::BadFileName(name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bad(shape: &'static str, reason: &str) -> ContentError {
+    ContentError::BadShape {
+        shape,
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(kind: OutboundKind, json: &str, expected: Result<OutboundContent, &str>) {
+        let got = OutboundContent::parse(kind, json);
+        match (got, expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{json}"),
+            (Err(got), Err(fragment)) => {
+                assert!(
+                    got.to_string().contains(fragment),
+                    "{json}: {got} lacks {fragment:?}"
+                )
+            }
+            (got, want) => panic!("{json}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_table() {
+        use OutboundKind::{Chat, System};
+        let message = |text: &str| {
+            OutboundContent::Message(MessageContent {
+                text: text.into(),
+                files: vec![],
+            })
+        };
+        check(Chat, r#"{"text":"hi"}"#, Ok(message("hi")));
+        check(Chat, r#"{"text":"hi","extra":1}"#, Err("unknown field"));
+        check(Chat, r#"{}"#, Err("missing field `text`"));
+        check(Chat, "not json", Err("not valid JSON"));
+        check(
+            Chat,
+            r#"{"operation":"edit","target_seq":3,"text":"x"}"#,
+            Ok(OutboundContent::Edit {
+                target_seq: Seq(3),
+                text: "x".into(),
+            }),
+        );
+        check(Chat, r#"{"operation":"explode"}"#, Err("unknown variant"));
+        check(
+            Chat,
+            r#"{"text":"a","files":["../etc/passwd"]}"#,
+            Err("not a plain file name"),
+        );
+        check(
+            System,
+            r#"{"action":"noop","x":1}"#,
+            Ok(OutboundContent::System {
+                action: "noop".into(),
+                args: serde_json::from_str(r#"{"x":1}"#).unwrap_or_default(),
+            }),
+        );
+        check(System, r#"{"x":1}"#, Err("missing string field `action`"));
+        check(
+            Chat,
+            &format!(r#"{{"text":"{}"}}"#, "a".repeat(MAX_OUTBOUND_CONTENT_BYTES)),
+            Err("over the cap"),
+        );
+        check(
+            Chat,
+            &format!(r#"{{"text":"{}"}}"#, "a".repeat(MAX_TEXT_CHARS + 1)),
+            Err("characters, over the cap"),
+        );
+    }
+
+    fn arb_text() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 \"\\\\\n\u{e9}\u{1F600}]{0,40}"
+    }
+
+    fn arb_content() -> impl Strategy<Value = OutboundContent> {
+        prop_oneof![
+            (
+                arb_text(),
+                proptest::collection::vec("[a-z]{1,8}\\.txt", 0..3)
+            )
+                .prop_map(|(text, files)| OutboundContent::Message(MessageContent { text, files })),
+            (0i64..1000, arb_text()).prop_map(|(s, text)| OutboundContent::Edit {
+                target_seq: Seq(s),
+                text
+            }),
+            (0i64..1000, arb_text()).prop_map(|(s, emoji)| OutboundContent::Reaction {
+                target_seq: Seq(s),
+                emoji
+            }),
+            (
+                arb_text(),
+                arb_text(),
+                proptest::collection::vec(arb_text(), 0..4)
+            )
+                .prop_map(|(t, q, options)| {
+                    OutboundContent::Question {
+                        question_id: "q1".into(),
+                        title: t,
+                        question: q,
+                        options,
+                    }
+                }),
+            proptest::collection::vec((arb_text(), arb_text()), 0..4).prop_map(|items| {
+                OutboundContent::Progress {
+                    items: items
+                        .into_iter()
+                        .map(|(text, status)| ProgressItem { text, status })
+                        .collect(),
+                }
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn outbound_round_trip(content in arb_content()) {
+            let json = content.to_json();
+            prop_assert_eq!(OutboundContent::parse(OutboundKind::Chat, &json), Ok(content));
+        }
+
+        #[test]
+        fn inbound_round_trip(text in arb_text(), id in "[a-z]{1,10}", attachments in proptest::collection::vec("[a-z]{1,8}", 0..3)) {
+            let content = InboundContent { text, sender: Some(Sender { id, name: None }), attachments };
+            let json = serde_json::to_string(&content).unwrap_or_default();
+            let back: InboundContent = serde_json::from_str(&json).unwrap_or_default();
+            prop_assert_eq!(back, content);
+        }
+
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn parse_never_panics(json in ".{0,200}") {
+            let _ = OutboundContent::parse(OutboundKind::Chat, &json);
+            let _ = OutboundContent::parse(OutboundKind::System, &json);
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The contract between the crabpot host and the agent-runner inside each session's container.
+//!
+//! The only channel between the two is a pair of SQLite files per session, each with exactly
+//! one writer: `in/inbound.db` (host writes, container reads) and `out/outbound.db` (container
+//! writes, host reads as hostile input). This crate holds everything both sides must agree on:
+//! the schemas and their migrations ([`schema`]), the open helpers that set the right pragmas
+//! ([`schema::open_inbound_writer`] and friends), the row and content types ([`rows`],
+//! [`content`]), the id newtypes ([`ids`]), the seq rules ([`seq`]), the folder layout
+//! ([`paths`]) and the queries each side runs ([`inbound`], [`outbound`]).
+//!
+//! It has no tokio and no HTTP so that it stays cheap to build into the agent image.
+
+pub mod content;
+pub mod ids;
+pub mod inbound;
+pub mod outbound;
+pub mod paths;
+pub mod rows;
+pub mod schema;
+pub mod seq;
+pub mod time;
+
+pub use content::{ContentError, InboundContent, MessageContent, OutboundContent, Sender};
+pub use ids::{AgentGroupId, MessageId, SessionId};
+pub use paths::SessionPaths;
+pub use rows::{
+    Ack, AckStatus, Destination, DestinationType, InboundKind, InboundRow, InboundStatus,
+    NewInboundRow, NewOutboundRow, OutboundKind, OutboundRow, ProviderKind, SessionConfig,
+    SessionRouting,
+};
+pub use schema::SchemaError;
+pub use seq::{Seq, Writer};
