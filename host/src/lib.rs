@@ -1,1 +1,24 @@
+//! The crabpot host: one daemon (`crabpot serve`) that routes chat messages into per-session
+//! SQLite files, runs one Docker container per session, proxies its model calls and delivers
+//! its replies, plus the client commands (`crabpot chat`, `crabpot status`) that talk to it.
+//!
+//! Flow: a [`channels::Channel`] pushes an event into the [`router`], which writes a
+//! `messages_in` row through the [`session`] store and wakes the [`supervisor`]; the session's
+//! container calls the model through the [`proxy`] and writes `outbound.db`, which
+//! [`delivery`] validates and hands back to the channel. The [`sweep`] watches containers.
+//! Only [`runtime`] knows Docker.
 
+pub mod admin;
+pub mod channels;
+pub mod chat;
+pub mod command;
+pub mod config;
+pub mod db;
+pub mod delivery;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod serve;
+pub mod session;
+pub mod supervisor;
+pub mod sweep;

@@ -210,6 +210,14 @@ pub struct SessionConfig {
     pub heartbeat_interval_ms: u64,
     /// Fallback poll interval for new inbound rows when file events are missing, in milliseconds.
     pub poll_interval_ms: u64,
+    /// Whether the runner watches `in/` for file events; false = poll only (the measured
+    /// NanoClaw-style baseline of `make bench`).
+    #[serde(default = "watch_files_default")]
+    pub watch_files: bool,
+}
+
+fn watch_files_default() -> bool {
+    true
 }
 
 impl Default for SessionConfig {
@@ -221,6 +229,7 @@ impl Default for SessionConfig {
             max_tool_rounds: 16,
             heartbeat_interval_ms: 5_000,
             poll_interval_ms: 5_000,
+            watch_files: true,
         }
     }
 }

@@ -1,0 +1,136 @@
+//! `crabpot chat`: the terminal side of the `cli` channel. Interactive (a prompt; replies are
+//! printed as they arrive) or one-shot with `--message` (prints the replies of that turn and
+//! exits when the agent has finished it, or with exit code 4 after `--timeout`).
+
+use crate::channels::cli::{ClientLine, ServerLine};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// How a chat ended, mapped to the exit codes documented in `crabpot --help`.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The host is not running. Retryable once it is started.
+    #[error("cannot reach the crabpot host at {path}: {source} (is `crabpot serve` running?)")]
+    NotRunning { path: String, source: std::io::Error },
+    /// No reply in time. Retryable.
+    #[error("no reply within {0} s")]
+    Timeout(u64),
+    /// The host refused the message. Not retryable as is.
+    #[error("the host refused the message: {0}")]
+    Refused(String),
+    /// The connection broke. Retryable.
+    #[error("lost the connection to the host: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ChatError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ChatError::NotRunning { .. } => 3,
+            ChatError::Timeout(_) => 4,
+            ChatError::Refused(_) | ChatError::Io(_) => 1,
+        }
+    }
+}
+
+async fn connect(socket: &Path) -> Result<UnixStream, ChatError> {
+    UnixStream::connect(socket)
+        .await
+        .map_err(|source| ChatError::NotRunning { path: socket.display().to_string(), source })
+}
+
+async fn send(stream: &mut tokio::net::unix::OwnedWriteHalf, line: &ClientLine) -> Result<(), ChatError> {
+    let mut json = serde_json::to_string(line).map_err(|e| ChatError::Refused(e.to_string()))?;
+    json.push('\n');
+    stream.write_all(json.as_bytes()).await?;
+    Ok(())
+}
+
+/// The replies of one turn.
+#[derive(Debug, serde::Serialize)]
+pub struct TurnReplies {
+    pub message_ids: Vec<String>,
+    pub replies: Vec<String>,
+}
+
+/// Sends one message and collects the replies until every message it became has finished.
+pub async fn one_shot(socket: &Path, user: &str, text: &str, timeout: Duration) -> Result<TurnReplies, ChatError> {
+    let stream = connect(socket).await?;
+    let (read, mut write) = stream.into_split();
+    send(&mut write, &ClientLine::Message { text: text.to_owned(), user: user.to_owned() }).await?;
+    let mut lines = BufReader::new(read).lines();
+    let mut result = TurnReplies { message_ids: Vec::new(), replies: Vec::new() };
+    let mut open: Vec<String> = Vec::new();
+    let collect = async {
+        while let Some(line) = lines.next_line().await? {
+            let Ok(line) = serde_json::from_str::<ServerLine>(&line) else { continue };
+            match line {
+                ServerLine::Accepted { message_ids } => {
+                    result.message_ids = message_ids.clone();
+                    open = message_ids;
+                }
+                ServerLine::Reply { text, .. } => result.replies.push(text),
+                ServerLine::TurnComplete { message_id } => {
+                    open.retain(|id| *id != message_id);
+                    if open.is_empty() && !result.message_ids.is_empty() {
+                        return Ok(());
+                    }
+                }
+                ServerLine::Error { message } => return Err(ChatError::Refused(message)),
+            }
+        }
+        Err(ChatError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the host closed the connection")))
+    };
+    match tokio::time::timeout(timeout, collect).await {
+        Ok(Ok(())) => Ok(result),
+        Ok(Err(e)) => Err(e),
+        Err(_) if !result.replies.is_empty() => Ok(result),
+        Err(_) => Err(ChatError::Timeout(timeout.as_secs())),
+    }
+}
+
+/// The interactive chat: a prompt on stdin, replies printed as they arrive. Ends on EOF
+/// (Ctrl-D) or `/quit`.
+pub async fn interactive(socket: &Path, user: &str) -> Result<(), ChatError> {
+    let stream = connect(socket).await?;
+    let (read, mut write) = stream.into_split();
+    let mut from_host = BufReader::new(read).lines();
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    eprintln!("crabpot chat: talking to the main agent. /quit or Ctrl-D to leave.");
+    prompt();
+    loop {
+        tokio::select! {
+            line = stdin.next_line() => {
+                let Some(line) = line? else { break };
+                let text = line.trim();
+                if text == "/quit" { break; }
+                if text.is_empty() { prompt(); continue; }
+                send(&mut write, &ClientLine::Message { text: text.to_owned(), user: user.to_owned() }).await?;
+            }
+            line = from_host.next_line() => {
+                let Some(line) = line? else {
+                    eprintln!("\nthe host closed the connection");
+                    break;
+                };
+                match serde_json::from_str::<ServerLine>(&line) {
+                    Ok(ServerLine::Reply { text, files, .. }) => {
+                        println!("\nagent: {text}");
+                        for file in files { println!("  [file] {file}"); }
+                        prompt();
+                    }
+                    Ok(ServerLine::Error { message }) => { eprintln!("\nerror: {message}"); prompt(); }
+                    Ok(ServerLine::Accepted { .. } | ServerLine::TurnComplete { .. }) | Err(_) => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prompt() {
+    print!("> ");
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,363 @@
+//! Usage counting: [`UsageRecord`] (one per forwarded model request, sent on the proxy's
+//! channel for the host to persist) and [`UsageMeter`], which reads token counts out of a
+//! response body as it passes, without holding any of it back.
+//!
+//! Non-streaming responses are JSON with a `usage` object: OpenAI `prompt_tokens` /
+//! `completion_tokens`, Anthropic `input_tokens` / `output_tokens`. Streaming responses are
+//! server-sent events: OpenAI sends the usage in a final chunk (the proxy asks for it with
+//! `stream_options.include_usage`), Anthropic in `message_start.message.usage` (input) and
+//! `message_delta.usage` (output, cumulative). The meter scans `data:` lines for those and
+//! reports once, when the body ends, breaks off, or is dropped.
+
+use protocol::{AgentGroupId, ProviderKind, SessionId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The longest SSE line the meter keeps to parse; a longer line is skipped (it is still
+/// forwarded). Usage chunks are a few hundred bytes; content chunks are skipped anyway.
+const MAX_SSE_LINE_BYTES: usize = 1024 * 1024;
+
+/// The largest JSON response body the meter buffers to read its usage; past that the tokens
+/// of the response are not counted (the body itself is still forwarded).
+const MAX_JSON_SCAN_BYTES: usize = 8 * 1024 * 1024;
+
+/// One model request forwarded for a session, sent on the usage channel when its response has
+/// finished (or failed, or broken off).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub session_id: SessionId,
+    pub agent_group_id: AgentGroupId,
+    pub provider: ProviderKind,
+    /// The configured model the request was sent to.
+    pub model: String,
+    /// The upstream's HTTP status, or the proxy's own 502/504 when the upstream never answered.
+    pub status: u16,
+    /// Prompt tokens the upstream reported; 0 when it reported none.
+    pub input_tokens: u64,
+    /// Completion tokens the upstream reported; 0 when it reported none.
+    pub output_tokens: u64,
+    /// False when the response broke off (upstream error, container hung up, shutdown) before
+    /// its end; the token counts are then whatever had passed.
+    pub completed: bool,
+    /// Unix milliseconds when the response finished.
+    pub at_ms: i64,
+}
+
+/// Token counts read so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tokens {
+    pub(crate) input: u64,
+    pub(crate) output: u64,
+}
+
+impl Tokens {
+    /// Updates the counts from one JSON document: a whole response or one SSE event.
+    /// Later values win, which is right for Anthropic's cumulative `message_delta` counts.
+    pub(crate) fn read(&mut self, provider: ProviderKind, document: &Value) {
+        match provider {
+            ProviderKind::OpenAi => {
+                let usage = &document["usage"];
+                set_if_present(&mut self.input, &usage["prompt_tokens"]);
+                set_if_present(&mut self.output, &usage["completion_tokens"]);
+            }
+            ProviderKind::Anthropic => {
+                // `message_start` nests the usage in `message`; a whole response and
+                // `message_delta` carry it at the top.
+                for usage in [&document["message"]["usage"], &document["usage"]] {
+                    set_if_present(&mut self.input, &usage["input_tokens"]);
+                    set_if_present(&mut self.output, &usage["output_tokens"]);
+                }
+            }
+        }
+    }
+}
+
+fn set_if_present(count: &mut u64, value: &Value) {
+    if let Some(number) = value.as_u64() {
+        *count = number;
+    }
+}
+
+/// How a response body is scanned.
+#[derive(Debug)]
+enum Scan {
+    /// `text/event-stream`: complete `data:` lines are parsed as they pass; `partial` holds
+    /// the start of a line split across chunks.
+    Sse { partial: Vec<u8>, overlong: bool },
+    /// Anything else: buffered (up to a cap) and parsed as JSON at the end.
+    Json { buffer: Vec<u8>, overlong: bool },
+}
+
+/// Counts the tokens of one response as its body passes, and sends one [`UsageRecord`] when
+/// [`UsageMeter::finish`] is called or, failing that, when it is dropped.
+#[derive(Debug)]
+pub(crate) struct UsageMeter {
+    /// `None` once the record has been sent.
+    record: Option<UsageRecord>,
+    scan: Scan,
+    tokens: Tokens,
+    sender: UnboundedSender<UsageRecord>,
+}
+
+impl UsageMeter {
+    /// A meter for a response; `record` names the request (its token counts are filled in).
+    pub(crate) fn new(
+        record: UsageRecord,
+        event_stream: bool,
+        sender: UnboundedSender<UsageRecord>,
+    ) -> Self {
+        let scan = if event_stream {
+            Scan::Sse {
+                partial: Vec::new(),
+                overlong: false,
+            }
+        } else {
+            Scan::Json {
+                buffer: Vec::new(),
+                overlong: false,
+            }
+        };
+        Self {
+            record: Some(record),
+            scan,
+            tokens: Tokens::default(),
+            sender,
+        }
+    }
+
+    /// Feeds one chunk of the body as it passes.
+    pub(crate) fn observe(&mut self, chunk: &[u8]) {
+        let Some(record) = &self.record else { return };
+        let provider = record.provider;
+        match &mut self.scan {
+            Scan::Sse { partial, overlong } => {
+                let mut rest = chunk;
+                while let Some(newline) = rest.iter().position(|&byte| byte == b'\n') {
+                    let (head, tail) = rest.split_at(newline);
+                    rest = &tail[1..];
+                    if partial.is_empty() && !*overlong {
+                        read_sse_line(provider, head, &mut self.tokens);
+                    } else {
+                        if !*overlong && partial.len() + head.len() <= MAX_SSE_LINE_BYTES {
+                            partial.extend_from_slice(head);
+                            read_sse_line(provider, partial, &mut self.tokens);
+                        }
+                        partial.clear();
+                        *overlong = false;
+                    }
+                }
+                if !*overlong {
+                    if partial.len() + rest.len() <= MAX_SSE_LINE_BYTES {
+                        partial.extend_from_slice(rest);
+                    } else {
+                        partial.clear();
+                        *overlong = true;
+                    }
+                }
+            }
+            Scan::Json { buffer, overlong } => {
+                if !*overlong {
+                    if buffer.len() + chunk.len() <= MAX_JSON_SCAN_BYTES {
+                        buffer.extend_from_slice(chunk);
+                    } else {
+                        *buffer = Vec::new();
+                        *overlong = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the record, once: `completed` says whether the body reached its end.
+    pub(crate) fn finish(&mut self, completed: bool) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        match &mut self.scan {
+            Scan::Sse { partial, overlong } => {
+                // A stream normally ends with a blank line; read a last unterminated one too.
+                if !*overlong && !partial.is_empty() {
+                    read_sse_line(record.provider, partial, &mut self.tokens);
+                }
+            }
+            Scan::Json { buffer, overlong } => {
+                if !*overlong && let Ok(document) = serde_json::from_slice::<Value>(buffer) {
+                    self.tokens.read(record.provider, &document);
+                }
+            }
+        }
+        record.input_tokens = self.tokens.input;
+        record.output_tokens = self.tokens.output;
+        record.completed = completed;
+        record.at_ms = protocol::time::now_ms();
+        send(&self.sender, record);
+    }
+}
+
+impl Drop for UsageMeter {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+/// Sends a record and logs it; a closed channel (host shutting down) only loses the record.
+pub(crate) fn send(sender: &UnboundedSender<UsageRecord>, record: UsageRecord) {
+    tracing::info!(
+        status = record.status,
+        input_tokens = record.input_tokens,
+        output_tokens = record.output_tokens,
+        completed = record.completed,
+        "model request finished"
+    );
+    if sender.send(record).is_err() {
+        tracing::debug!("usage channel closed; record dropped");
+    }
+}
+
+/// Reads the token counts from one SSE line, if it is a `data:` line that mentions usage.
+fn read_sse_line(provider: ProviderKind, line: &[u8], tokens: &mut Tokens) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(data) = line.strip_prefix(b"data:") else {
+        return;
+    };
+    // Most events are content deltas; parse only the few that can carry usage.
+    if !contains(data, b"\"usage\"") {
+        return;
+    }
+    if let Ok(document) = serde_json::from_slice::<Value>(data) {
+        tokens.read(provider, &document);
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn record(provider: ProviderKind) -> UsageRecord {
+        UsageRecord {
+            session_id: SessionId::new("s-1"),
+            agent_group_id: AgentGroupId::new("main"),
+            provider,
+            model: "m".to_owned(),
+            status: 200,
+            input_tokens: 0,
+            output_tokens: 0,
+            completed: false,
+            at_ms: 0,
+        }
+    }
+
+    /// Feeds `body` in chunks of every size from 1 byte to whole, and checks each gives the
+    /// same counts: a chunk boundary anywhere must not change what is counted.
+    fn check(provider: ProviderKind, event_stream: bool, body: &str, expected: (u64, u64)) {
+        for chunk_size in 1..=body.len().max(1) {
+            let (sender, mut receiver) = mpsc::unbounded_channel();
+            let mut meter = UsageMeter::new(record(provider), event_stream, sender);
+            for chunk in body.as_bytes().chunks(chunk_size) {
+                meter.observe(chunk);
+            }
+            meter.finish(true);
+            let sent = receiver.try_recv().unwrap();
+            assert_eq!(
+                (sent.input_tokens, sent.output_tokens),
+                expected,
+                "chunk size {chunk_size}"
+            );
+            assert!(sent.completed);
+            drop(meter);
+            assert!(receiver.try_recv().is_err(), "one record per response");
+        }
+    }
+
+    #[test]
+    fn json_usage() {
+        use ProviderKind::{Anthropic, OpenAi};
+        check(
+            OpenAi,
+            false,
+            r#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}"#,
+            (11, 7),
+        );
+        check(
+            Anthropic,
+            false,
+            r#"{"type":"message","content":[],"usage":{"input_tokens":5,"output_tokens":3}}"#,
+            (5, 3),
+        );
+        check(OpenAi, false, r#"{"error":{"message":"bad"}}"#, (0, 0));
+        check(OpenAi, false, "<html>gateway</html>", (0, 0));
+        check(OpenAi, false, "", (0, 0));
+    }
+
+    #[test]
+    fn sse_usage() {
+        use ProviderKind::{Anthropic, OpenAi};
+        check(
+            OpenAi,
+            true,
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\
+             data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n\
+             data: [DONE]\n\n",
+            (9, 2),
+        );
+        check(
+            Anthropic,
+            true,
+            "event: message_start\r\n\
+             data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\r\n\r\n\
+             event: content_block_delta\r\n\
+             data: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"the word usage\"}}\r\n\r\n\
+             event: message_delta\r\n\
+             data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\r\n\r\n\
+             event: message_stop\r\n\
+             data: {\"type\":\"message_stop\"}\r\n\r\n",
+            (25, 15),
+        );
+        // No trailing newline after the last event.
+        check(
+            OpenAi,
+            true,
+            "data:{\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}",
+            (1, 1),
+        );
+        check(OpenAi, true, ": keep-alive\n\ndata: [DONE]\n\n", (0, 0));
+    }
+
+    #[test]
+    fn overlong_sse_line_is_skipped_and_scanning_recovers() {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let mut meter = UsageMeter::new(record(ProviderKind::OpenAi), true, sender);
+        let filler = vec![b'x'; MAX_SSE_LINE_BYTES / 2 + 1];
+        meter.observe(b"data: {\"usage\":{\"prompt_tokens\":99}, \"pad\":\"");
+        meter.observe(&filler);
+        meter.observe(&filler);
+        meter
+            .observe(b"\"}\n\ndata: {\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":6}}\n\n");
+        meter.finish(true);
+        let sent = receiver.try_recv().unwrap();
+        assert_eq!((sent.input_tokens, sent.output_tokens), (4, 6));
+    }
+
+    #[test]
+    fn dropped_meter_reports_incomplete() {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let mut meter = UsageMeter::new(record(ProviderKind::Anthropic), true, sender);
+        meter.observe(
+            b"data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3}}}\n\n",
+        );
+        drop(meter);
+        let sent = receiver.try_recv().unwrap();
+        assert_eq!(
+            (sent.input_tokens, sent.output_tokens, sent.completed),
+            (3, 0, false)
+        );
+    }
+}

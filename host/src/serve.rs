@@ -1,0 +1,239 @@
+//! `crabpot serve`: builds the daemon from a [`Config`] and runs it until SIGINT/SIGTERM.
+//!
+//! Start order: data folders, central DB thread (and the `main` agent group wired to the
+//! `cli` chat on first start), Docker (version negotiated), session store thread, model
+//! proxy, supervisor (adopting this install's running containers), router, delivery, sweep,
+//! the `cli` channel and the admin socket. Shutdown cancels the root token, waits for every
+//! task with a bound, then joins the database threads.
+
+use crate::admin::Admin;
+use crate::channels::cli::{self, CliChannel};
+use crate::channels::{ChannelContext, Channels};
+use crate::config::Config;
+use crate::db::DbThread;
+use crate::db::central::{self, NewWiring, SessionMode};
+use crate::delivery::Delivery;
+use crate::proxy::{Proxy, UsageRecord};
+use crate::router::Router;
+use crate::runtime::{ContainerLimits, ContainerRuntime, DockerRuntime};
+use crate::session::SessionStore;
+use crate::supervisor::{Supervisor, SupervisorConfig, SupervisorParts};
+use anyhow::{Context, bail};
+use protocol::{SessionConfig, SessionId};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Options of `crabpot serve` that are not configuration.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    pub stop_containers_on_exit: bool,
+}
+
+/// The `main` agent group every install starts with.
+pub const MAIN_GROUP: &str = "main";
+
+/// Runs the daemon until a shutdown signal.
+pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let data_dir = absolute(&config.data_dir)?;
+    let groups_dir = absolute(&config.groups_dir)?;
+    let main_instructions = groups_dir.join(MAIN_GROUP).join(protocol::paths::AGENT_INSTRUCTIONS);
+    if !main_instructions.is_file() {
+        bail!(
+            "{} is missing: the groups dir must hold groups/main/AGENT.md (set --groups-dir or CRABPOT_GROUPS_DIR)",
+            main_instructions.display()
+        );
+    }
+    let config = Config { data_dir: data_dir.clone(), groups_dir: groups_dir.clone(), ..config };
+
+    let central_path = config.central_db();
+    let central = Arc::new(
+        DbThread::spawn("central", move || central::open(&central_path)).context("opening the central database")?,
+    );
+    let configured_install = config.install_id.clone();
+    let install_id = central
+        .call(move |conn| {
+            let install = central::install_id(conn, configured_install.as_deref())?;
+            bootstrap(conn)?;
+            Ok(install)
+        })
+        .await
+        .context("preparing the central database")?;
+
+    let docker = DockerRuntime::connect().await.context("Docker is not reachable (is the Docker engine running?)")?;
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker);
+    let version = runtime.version().await.context("Docker is not reachable (is the Docker engine running?)")?;
+    tracing::info!(engine = %version.engine_version, api = %version.negotiated_api_version, "docker");
+
+    let host_uid = std::fs::metadata("/proc/self").map(|m| (m.uid(), m.gid())).unwrap_or((0, 0));
+    let container_user = config.container_user.unwrap_or(if host_uid.0 == 0 { (10001, 10001) } else { host_uid });
+    let owner = (host_uid.0 == 0).then_some(container_user);
+    let sessions = SessionStore::start(config.sessions_dir(), owner).context("starting the session store")?;
+
+    let root = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (usage_tx, usage_rx) = mpsc::unbounded_channel();
+    let model_name = match &config.model {
+        Some(model) => format!("{} {} at {}", model.provider, model.model, model.base_url),
+        None => "none configured".to_owned(),
+    };
+    match &config.model {
+        Some(_) => tracing::info!(model = %model_name, "model"),
+        None => tracing::warn!(
+            "no model is configured: set CRABPOT_MODEL_PROVIDER, CRABPOT_MODEL_BASE_URL, CRABPOT_MODEL and \
+             CRABPOT_MODEL_API_KEY; until then every message gets a reply saying so"
+        ),
+    }
+    let session_config = SessionConfig {
+        provider: config.model.as_ref().map_or(protocol::ProviderKind::OpenAi, |m| m.provider),
+        model: config.model.as_ref().map_or_else(String::new, |m| m.model.clone()),
+        max_output_tokens: config.max_output_tokens,
+        ..SessionConfig::default()
+    };
+    let proxy = Proxy::new(config.model.clone(), usage_tx).context("building the model proxy")?;
+    tasks.spawn(persist_usage(Arc::clone(&central), usage_rx));
+
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (notice_tx, notice_rx) = mpsc::unbounded_channel();
+    let supervisor = Supervisor::new(
+        SupervisorConfig {
+            install_id: install_id.clone(),
+            image: config.image.clone(),
+            container_user,
+            limits: ContainerLimits {
+                memory_bytes: config.limits.memory_bytes,
+                nano_cpus: config.limits.nano_cpus,
+                pids_limit: config.limits.pids_limit,
+                tmpfs_tmp_bytes: config.limits.tmpfs_bytes,
+            },
+            max_containers: config.max_containers,
+            groups_dir,
+            idle_timeout: config.idle_timeout,
+            heartbeat_stale: config.heartbeat_stale,
+            wake_mode: config.wake_mode,
+            session_config: session_config.clone(),
+        },
+        SupervisorParts {
+            runtime: Arc::clone(&runtime),
+            sessions: Arc::clone(&sessions),
+            central: Arc::clone(&central),
+            proxy,
+            tasks: tasks.clone(),
+            shutdown: root.clone(),
+            out_changed: out_tx,
+            notices: notice_tx,
+        },
+    );
+    match supervisor.adopt().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(adopted = n, "adopted running containers"),
+        Err(e) => tracing::warn!(error = %e, "could not adopt running containers"),
+    }
+
+    let router = Router::new(Arc::clone(&central), Arc::clone(&sessions), Arc::clone(&supervisor), session_config);
+    let cli_channel = CliChannel::new();
+    let mut channels = Channels::default();
+    channels.register(cli_channel.clone());
+    let delivery_interval = match config.wake_mode {
+        crate::config::WakeMode::Events => config.sweep_interval,
+        crate::config::WakeMode::Poll => Duration::from_secs(1),
+    };
+    let delivery =
+        Delivery::new(Arc::clone(&sessions), Arc::clone(&central), Arc::clone(&supervisor), channels, delivery_interval);
+    tasks.spawn(delivery.run(out_rx, notice_rx, root.clone()));
+    tasks.spawn(crate::sweep::run(Arc::clone(&supervisor), config.sweep_interval, root.clone()));
+
+    let admin_listener = crate::admin::bind(&config.admin_socket())
+        .with_context(|| format!("binding {}", config.admin_socket().display()))?;
+    let admin = Arc::new(Admin {
+        install_id: install_id.clone(),
+        model: model_name,
+        runtime: Arc::clone(&runtime),
+        supervisor: Arc::clone(&supervisor),
+    });
+    tasks.spawn(admin.serve(admin_listener, tasks.clone(), root.clone()));
+    let cli_listener =
+        CliChannel::bind(&config.cli_socket()).with_context(|| format!("binding {}", config.cli_socket().display()))?;
+    tasks.spawn(cli_channel.serve(cli_listener, ChannelContext::new(router), tasks.clone(), root.clone()));
+    tracing::info!(data_dir = %data_dir.display(), install = %install_id, "crabpot is serving");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    if options.stop_containers_on_exit {
+        supervisor.stop_all().await;
+    }
+    root.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(15), tasks.wait()).await.is_err() {
+        tracing::warn!("some tasks did not finish within 15 s");
+    }
+    sessions.shutdown();
+    central.shutdown();
+    let _ = std::fs::remove_file(config.cli_socket());
+    let _ = std::fs::remove_file(config.admin_socket());
+    Ok(())
+}
+
+/// On first start: the `main` agent group, wired to the terminal chat.
+fn bootstrap(conn: &mut rusqlite::Connection) -> Result<(), crate::db::DbError> {
+    let tx = conn.transaction()?;
+    let group = central::ensure_agent_group(&tx, MAIN_GROUP, "Main")?;
+    let (chat, created) = central::ensure_messaging_group(&tx, cli::CHANNEL_TYPE, cli::PLATFORM_ID, "terminal", false)?;
+    if created {
+        central::ensure_wiring(
+            &tx,
+            &chat,
+            &group.id,
+            &NewWiring {
+                session_mode: SessionMode::Shared,
+                engage_mode: "pattern".into(),
+                engage_pattern: Some(".*".into()),
+                priority: 0,
+                destination_name: "terminal".into(),
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+async fn persist_usage(central: Arc<DbThread<rusqlite::Connection>>, mut usage: mpsc::UnboundedReceiver<UsageRecord>) {
+    while let Some(record) = usage.recv().await {
+        let row = central::UsageRow {
+            session_id: SessionId::new(record.session_id.as_str()),
+            agent_group_id: record.agent_group_id.clone(),
+            model: record.model.clone(),
+            failed: !record.completed || record.status >= 400,
+            input_tokens: i64::try_from(record.input_tokens).unwrap_or(i64::MAX),
+            output_tokens: i64::try_from(record.output_tokens).unwrap_or(i64::MAX),
+        };
+        if let Err(e) = central.call(move |conn| central::record_usage(conn, &row)).await {
+            tracing::warn!(error = %e, "recording usage failed");
+        }
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(path).with_context(|| format!("{} does not exist", path.display()))
+}
+
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
