@@ -732,8 +732,12 @@ mod tests {
             for folder in ["in", "out"] {
                 let path = folders.path().join(folder);
                 std::fs::create_dir(&path).expect("mkdir");
-                // Owned by the container user, so only the mount mode decides writability.
-                std::os::unix::fs::chown(&path, Some(TEST_UID), Some(TEST_UID)).expect("chown");
+                // Writable by the container user, so only the mount mode decides
+                // writability; chown needs root, a world-writable mode does not.
+                if std::os::unix::fs::chown(&path, Some(TEST_UID), Some(TEST_UID)).is_err() {
+                    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+                    std::fs::set_permissions(&path, mode).expect("chmod");
+                }
             }
             let spec = ContainerSpec {
                 name: name.clone(),

@@ -4,8 +4,9 @@
 //! [`ContainerRuntime`] trait (used as `Arc<dyn ContainerRuntime>`): create, start, stop,
 //! remove, inspect and list by label, plus the engine version for `crabpot status`.
 //! A container is described by a [`ContainerSpec`] (name, image, labels, non-root user,
-//! environment, bind mounts, [`ContainerLimits`]); the security policy of DESIGN §5 is not
-//! part of the spec but is always applied (see [`validate_spec`], [`verify`]), and every container handed back by
+//! environment, command, bind mounts, [`ContainerLimits`]). The security policy of
+//! DESIGN §5 is not part of the spec: it is always applied (`policy.rs`, see
+//! [`validate_spec`] and [`verify`]), and every container handed back by
 //! [`ContainerRuntime::create`] has been inspected and verified against it.
 //! [`DockerRuntime`] is the bollard implementation; [`RecordingRuntime`] is an in-memory
 //! fake for unit tests (in this crate and in the `tests` crate). All failures are a
