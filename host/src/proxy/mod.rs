@@ -24,9 +24,7 @@ mod usage;
 #[cfg(test)]
 mod tests;
 
-pub use body::ProxyBody;
 pub use error::ProxyError;
-pub use route::Route;
 pub use socket::bind_session_socket;
 pub use upstream::{ApiKey, DEFAULT_ANTHROPIC_VERSION, ModelUpstream};
 pub use usage::UsageRecord;

@@ -13,7 +13,7 @@ use super::body::{MeteredBody, ProxyBody, full};
 use super::error::ProxyError;
 use super::route::Route;
 use super::upstream::{PreparedUpstream, is_returned};
-use super::usage::{self, UsageMeter, UsageRecord};
+use super::usage::{UsageMeter, UsageRecord};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
@@ -30,11 +30,12 @@ pub(crate) async fn handle(
     match forward(proxy, session, request).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::info!(
-                status = error.status().as_u16(),
-                error = %error.message(),
-                "model request refused or failed"
-            );
+            let status = error.status().as_u16();
+            if error.status().is_server_error() {
+                tracing::warn!(status, error = %error.message(), "model request failed");
+            } else {
+                tracing::info!(status, error = %error.message(), "model request refused");
+            }
             error_response(&error)
         }
     }
@@ -116,17 +117,22 @@ async fn send_upstream(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     upstream.rewrite_body(&mut body);
     let body = Value::Object(body).to_string();
-    let record = UsageRecord {
-        session_id: session.session_id.clone(),
-        agent_group_id: session.agent_group_id.clone(),
-        provider: upstream.config.provider,
-        model: upstream.config.model.clone(),
-        status: 0,
-        input_tokens: 0,
-        output_tokens: 0,
-        completed: false,
-        at_ms: 0,
-    };
+    // Created before sending, so a request is recorded even if the container hangs up
+    // before the upstream answers (dropping the meter sends the record).
+    let mut meter = UsageMeter::new(
+        UsageRecord {
+            session_id: session.session_id.clone(),
+            agent_group_id: session.agent_group_id.clone(),
+            provider: upstream.config.provider,
+            model: upstream.config.model.clone(),
+            status: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            completed: false,
+            at_ms: 0,
+        },
+        proxy.usage.clone(),
+    );
     tracing::debug!(endpoint = %upstream.endpoint, body_bytes = body.len(), "forwarding model request");
     let sent = proxy
         .client
@@ -139,15 +145,7 @@ async fn send_upstream(
         Ok(response) => response,
         Err(error) => {
             let error = ProxyError::from_upstream(upstream.origin.clone(), error);
-            tracing::warn!(error = %error.message(), "model server unreachable");
-            usage::send(
-                &proxy.usage,
-                UsageRecord {
-                    status: error.status().as_u16(),
-                    at_ms: protocol::time::now_ms(),
-                    ..record
-                },
-            );
+            meter.fail(error.status().as_u16());
             return Err(error);
         }
     };
@@ -168,14 +166,7 @@ async fn send_upstream(
                 .to_ascii_lowercase()
                 .starts_with("text/event-stream")
         });
-    let meter = UsageMeter::new(
-        UsageRecord {
-            status: status.as_u16(),
-            ..record
-        },
-        event_stream,
-        proxy.usage.clone(),
-    );
+    meter.start_response(status.as_u16(), event_stream);
     let mut response = Response::new(MeteredBody::new(upstream_response, meter).boxed_unsync());
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -45,6 +45,8 @@ enum Reply {
     /// `text/event-stream`, fed by the test: each `Ok` is sent as it arrives, an `Err` breaks
     /// the response off, the channel closing ends it.
     Stream(mpsc::UnboundedReceiver<Result<Bytes, &'static str>>),
+    /// Never answers.
+    Silence,
 }
 
 fn json_reply(body: Value) -> Reply {
@@ -90,6 +92,9 @@ async fn fake_upstream(replies: Vec<Reply>) -> FakeUpstream {
                             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
                         });
                         let reply = replies.lock().unwrap().pop_front();
+                        if let Some(Reply::Silence) = reply {
+                            std::future::pending::<()>().await;
+                        }
                         Ok::<_, hyper::Error>(respond(reply))
                     }
                 });
@@ -124,6 +129,7 @@ fn respond(reply: Option<Reply>) -> Response<UnsyncBoxBody<Bytes, TestError>> {
             }
             response.body(boxed_full(body.to_string())).unwrap()
         }
+        Some(Reply::Silence) => unreachable!("a silent reply is never sent"),
         Some(Reply::Stream(chunks)) => {
             let frames = futures_util::stream::unfold(chunks, |mut chunks| async move {
                 let next = chunks.recv().await?;
@@ -494,10 +500,10 @@ async fn openai_stream_passes_through_as_it_arrives() {
 #[tokio::test]
 async fn anthropic_stream_usage_is_counted() {
     let (reply, chunks) = stream_reply();
-    let _upstream = fake_upstream(vec![reply]).await;
+    let upstream = fake_upstream(vec![reply]).await;
     let config = upstream_config(
         ProviderKind::Anthropic,
-        _upstream.root.clone(),
+        upstream.root.clone(),
         Some(HOST_KEY),
     );
     let mut proxy = RunningProxy::start(Some(config)).await;
@@ -542,8 +548,8 @@ async fn anthropic_stream_usage_is_counted() {
 #[tokio::test]
 async fn a_stream_that_breaks_off_is_reported_incomplete() {
     let (reply, chunks) = stream_reply();
-    let _upstream = fake_upstream(vec![reply]).await;
-    let config = upstream_config(ProviderKind::Anthropic, _upstream.root.clone(), None);
+    let upstream = fake_upstream(vec![reply]).await;
+    let config = upstream_config(ProviderKind::Anthropic, upstream.root.clone(), None);
     let mut proxy = RunningProxy::start(Some(config)).await;
     let request = post("/v1/messages", &[], json!({"stream": true}).to_string());
     let mut response = call(&proxy.socket, request).await;
@@ -582,8 +588,8 @@ async fn upstream_errors_pass_through() {
         ],
         body: json!({"error": {"type": "rate_limit_error", "message": "slow down"}}),
     };
-    let _upstream = fake_upstream(vec![reply]).await;
-    let config = upstream_config(ProviderKind::OpenAi, format!("{}/v1", _upstream.root), None);
+    let upstream = fake_upstream(vec![reply]).await;
+    let config = upstream_config(ProviderKind::OpenAi, format!("{}/v1", upstream.root), None);
     let mut proxy = RunningProxy::start(Some(config)).await;
     let (status, headers, body) =
         call_json(&proxy.socket, post("/v1/chat/completions", &[], "{}")).await;
@@ -775,4 +781,67 @@ async fn serve_ends_on_shutdown() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_stream_in_flight_finish() {
+    let (reply, chunks) = stream_reply();
+    let upstream = fake_upstream(vec![reply]).await;
+    let config = upstream_config(ProviderKind::OpenAi, format!("{}/v1", upstream.root), None);
+    let mut proxy = RunningProxy::start(Some(config)).await;
+    let request = post(
+        "/v1/chat/completions",
+        &[],
+        json!({"stream": true}).to_string(),
+    );
+    let mut response = call(&proxy.socket, request).await;
+    let first = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
+    chunks
+        .send(Ok(Bytes::from_static(first.as_bytes())))
+        .unwrap();
+    expect_data(response.body_mut(), first).await;
+
+    proxy.shutdown.cancel();
+    let last = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n";
+    chunks
+        .send(Ok(Bytes::from_static(last.as_bytes())))
+        .unwrap();
+    drop(chunks);
+    let rest = tokio::time::timeout(DEADLINE, response.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert_eq!(rest, last.as_bytes());
+    let usage = proxy.next_usage().await;
+    tokio::time::timeout(DEADLINE, proxy.served)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (usage.input_tokens, usage.output_tokens, usage.completed),
+        (3, 1, true)
+    );
+}
+
+#[tokio::test]
+async fn a_request_given_up_before_the_answer_is_still_recorded() {
+    let mut upstream = fake_upstream(vec![Reply::Silence]).await;
+    let config = upstream_config(ProviderKind::OpenAi, format!("{}/v1", upstream.root), None);
+    let mut proxy = RunningProxy::start(Some(config)).await;
+    let stream = tokio::net::UnixStream::connect(&proxy.socket)
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let pending = tokio::spawn(sender.send_request(post("/v1/chat/completions", &[], "{}")));
+    // The upstream has the request and keeps silent; the container hangs up.
+    upstream.seen.recv().await.unwrap();
+    pending.abort();
+    connection.abort();
+    drop(sender);
+    let usage = proxy.next_usage().await;
+    assert_eq!((usage.status, usage.completed), (0, false));
 }

@@ -214,13 +214,14 @@ fn is_forwarded(name: &HeaderName) -> bool {
     !dropped && !name.starts_with("proxy-") && !name.starts_with("x-forwarded-")
 }
 
-/// True for an upstream response header the container gets: the content type, and what a
-/// client needs to back off or report (`retry-after`, rate limits, request ids).
+/// True for an upstream response header the container gets: the content type and encoding
+/// (a server may compress though not asked to), and what a client needs to back off or
+/// report (`retry-after`, rate limits, request ids).
 pub(crate) fn is_returned(name: &HeaderName) -> bool {
     let name = name.as_str();
     matches!(
         name,
-        "content-type" | "retry-after" | "request-id" | "x-request-id"
+        "content-type" | "content-encoding" | "retry-after" | "request-id" | "x-request-id"
     ) || name.starts_with("x-ratelimit-")
         || name.starts_with("anthropic-ratelimit-")
 }

@@ -31,7 +31,8 @@ pub struct UsageRecord {
     pub provider: ProviderKind,
     /// The configured model the request was sent to.
     pub model: String,
-    /// The upstream's HTTP status, or the proxy's own 502/504 when the upstream never answered.
+    /// The upstream's HTTP status; the proxy's own 502/504 when the upstream could not be
+    /// reached; 0 when the container hung up before the upstream answered.
     pub status: u16,
     /// Prompt tokens the upstream reported; 0 when it reported none.
     pub input_tokens: u64,
@@ -101,29 +102,43 @@ pub(crate) struct UsageMeter {
 }
 
 impl UsageMeter {
-    /// A meter for a response; `record` names the request (its token counts are filled in).
-    pub(crate) fn new(
-        record: UsageRecord,
-        event_stream: bool,
-        sender: UnboundedSender<UsageRecord>,
-    ) -> Self {
-        let scan = if event_stream {
-            Scan::Sse {
-                partial: Vec::new(),
-                overlong: false,
-            }
-        } else {
-            Scan::Json {
+    /// A meter for a request about to be sent; `record` names it. Until
+    /// [`UsageMeter::start_response`] is called the status is 0, so a request the container
+    /// gives up on before the upstream answers is still recorded (as status 0).
+    pub(crate) fn new(record: UsageRecord, sender: UnboundedSender<UsageRecord>) -> Self {
+        Self {
+            record: Some(UsageRecord {
+                status: 0,
+                ..record
+            }),
+            scan: Scan::Json {
                 buffer: Vec::new(),
                 overlong: false,
-            }
-        };
-        Self {
-            record: Some(record),
-            scan,
+            },
             tokens: Tokens::default(),
             sender,
         }
+    }
+
+    /// The upstream answered with `status`; its body is an event stream or not.
+    pub(crate) fn start_response(&mut self, status: u16, event_stream: bool) {
+        if let Some(record) = &mut self.record {
+            record.status = status;
+        }
+        if event_stream {
+            self.scan = Scan::Sse {
+                partial: Vec::new(),
+                overlong: false,
+            };
+        }
+    }
+
+    /// The upstream never answered; the proxy answers `status` (502 or 504) itself.
+    pub(crate) fn fail(&mut self, status: u16) {
+        if let Some(record) = &mut self.record {
+            record.status = status;
+        }
+        self.finish(false);
     }
 
     /// Feeds one chunk of the body as it passes.
@@ -202,7 +217,7 @@ impl Drop for UsageMeter {
 }
 
 /// Sends a record and logs it; a closed channel (host shutting down) only loses the record.
-pub(crate) fn send(sender: &UnboundedSender<UsageRecord>, record: UsageRecord) {
+fn send(sender: &UnboundedSender<UsageRecord>, record: UsageRecord) {
     tracing::info!(
         status = record.status,
         input_tokens = record.input_tokens,
@@ -260,7 +275,8 @@ mod tests {
     fn check(provider: ProviderKind, event_stream: bool, body: &str, expected: (u64, u64)) {
         for chunk_size in 1..=body.len().max(1) {
             let (sender, mut receiver) = mpsc::unbounded_channel();
-            let mut meter = UsageMeter::new(record(provider), event_stream, sender);
+            let mut meter = UsageMeter::new(record(provider), sender);
+            meter.start_response(200, event_stream);
             for chunk in body.as_bytes().chunks(chunk_size) {
                 meter.observe(chunk);
             }
@@ -334,7 +350,8 @@ mod tests {
     #[test]
     fn overlong_sse_line_is_skipped_and_scanning_recovers() {
         let (sender, mut receiver) = mpsc::unbounded_channel();
-        let mut meter = UsageMeter::new(record(ProviderKind::OpenAi), true, sender);
+        let mut meter = UsageMeter::new(record(ProviderKind::OpenAi), sender);
+        meter.start_response(200, true);
         let filler = vec![b'x'; MAX_SSE_LINE_BYTES / 2 + 1];
         meter.observe(b"data: {\"usage\":{\"prompt_tokens\":99}, \"pad\":\"");
         meter.observe(&filler);
@@ -349,7 +366,8 @@ mod tests {
     #[test]
     fn dropped_meter_reports_incomplete() {
         let (sender, mut receiver) = mpsc::unbounded_channel();
-        let mut meter = UsageMeter::new(record(ProviderKind::Anthropic), true, sender);
+        let mut meter = UsageMeter::new(record(ProviderKind::Anthropic), sender);
+        meter.start_response(200, true);
         meter.observe(
             b"data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3}}}\n\n",
         );
