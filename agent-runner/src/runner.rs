@@ -1,0 +1,257 @@
+//! The runner's life: open the session ([`Runner::open`], retrying while the files are busy),
+//! then heartbeat, wake on new rows, and run turns until shut down ([`Runner::run_until`]).
+//! [`Runner::process_pending`] runs at most one turn and is what tests drive directly.
+//!
+//! Errors are [`RunnerError`]; [`RunnerError::exit_code`] maps them to the documented exit
+//! codes of the binary.
+
+use crate::config::{Limits, RunnerOptions};
+use crate::model::ModelClient;
+use crate::store::{OnWakeRows, StoreError, StoreThread};
+use crate::tools::ToolRegistry;
+use crate::transcript::{Transcript, TranscriptError};
+use crate::turn::{TurnContext, TurnError, TurnSummary, run_turn};
+use crate::wake::Wake;
+use crate::{EXIT_FAILURE, EXIT_SESSION_NOT_READY, EXIT_SESSION_UNUSABLE, heartbeat};
+use std::future::Future;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Why the runner stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The session could not be opened at start: files missing, another schema version,
+    /// no configuration, or still busy at the deadline. Not retryable in-process.
+    #[error("cannot open the session: {0}")]
+    Open(StoreError),
+    /// A session file failed while running. Retryable when SQLite was busy.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The transcript could not be written. Not retryable.
+    #[error(transparent)]
+    Transcript(#[from] TranscriptError),
+}
+
+impl From<TurnError> for RunnerError {
+    fn from(error: TurnError) -> Self {
+        match error {
+            TurnError::Store(error) => RunnerError::Store(error),
+            TurnError::Transcript(error) => RunnerError::Transcript(error),
+        }
+    }
+}
+
+impl RunnerError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RunnerError::Store(error) => error.is_retryable(),
+            RunnerError::Open(_) | RunnerError::Transcript(_) => false,
+        }
+    }
+
+    /// The process exit code for this error (see the binary's `--help`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunnerError::Open(StoreError::NotConfigured) => EXIT_SESSION_UNUSABLE,
+            RunnerError::Open(error) if error.is_retryable() => EXIT_SESSION_NOT_READY,
+            RunnerError::Open(_) => EXIT_SESSION_UNUSABLE,
+            RunnerError::Store(_) | RunnerError::Transcript(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+/// An open session and everything needed to run its turns.
+pub struct Runner {
+    options: RunnerOptions,
+    store: StoreThread,
+    limits: Limits,
+    model: ModelClient,
+    tools: ToolRegistry,
+    transcript: Transcript,
+    /// No turn has run in this process yet, so `on_wake` rows are still due.
+    fresh: bool,
+}
+
+impl Runner {
+    /// Opens the session files (retrying with backoff while they are busy or not ready, up to
+    /// `options.open_deadline`), reads the configuration and loads the transcript.
+    pub async fn open(options: RunnerOptions) -> Result<Self, RunnerError> {
+        let deadline = tokio::time::Instant::now() + options.open_deadline;
+        let mut delay = Duration::from_millis(50);
+        let (store, config) = loop {
+            let error = match StoreThread::open(options.paths.clone()).await {
+                Ok(store) => match store.handle.call(|store| store.config()).await {
+                    Ok(config) => break (store, config),
+                    Err(error) => {
+                        store.close().await;
+                        error
+                    }
+                },
+                Err(error) => error,
+            };
+            if !error.is_retryable() || tokio::time::Instant::now() + delay > deadline {
+                return Err(RunnerError::Open(error));
+            }
+            tracing::warn!(%error, ?delay, "the session is not ready; trying again");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        };
+        let transcript = Transcript::load(&options.paths.transcript())?;
+        let limits = Limits::new(config);
+        let model = ModelClient::new(
+            limits.config.provider,
+            options.paths.proxy_socket(),
+            options.model_retry,
+        );
+        tracing::info!(
+            provider = %limits.config.provider,
+            model = %limits.config.model,
+            n_transcript_entries = transcript.entries().len(),
+            "session opened"
+        );
+        Ok(Self {
+            options,
+            store,
+            limits,
+            model,
+            tools: ToolRegistry::standard(),
+            transcript,
+            fresh: true,
+        })
+    }
+
+    /// Runs one turn if a trigger row is due; `None` when there was nothing to do.
+    ///
+    /// `on_wake` rows are included until this process has run its first turn (so a fresh
+    /// container's first turn sees them, whatever woke it).
+    pub async fn process_pending(&mut self) -> Result<Option<TurnSummary>, RunnerError> {
+        let on_wake = if self.fresh {
+            OnWakeRows::Include
+        } else {
+            OnWakeRows::Exclude
+        };
+        let (rows, config) = self
+            .store
+            .handle
+            .call(move |store| {
+                let rows = store.due_rows(protocol::time::now_ms(), on_wake)?;
+                let config = match store.config() {
+                    Ok(config) => Some(config),
+                    Err(StoreError::NotConfigured) => None,
+                    Err(error) => return Err(error),
+                };
+                Ok((rows, config))
+            })
+            .await?;
+        if !rows.iter().any(|row| row.trigger) {
+            return Ok(None);
+        }
+        if let Some(config) = config {
+            self.reconfigure(config);
+        }
+        self.fresh = false;
+        let context = TurnContext {
+            store: &self.store.handle,
+            model: &self.model,
+            tools: &self.tools,
+            transcript: &mut self.transcript,
+            limits: &self.limits,
+            paths: &self.options.paths,
+            group_dir: &self.options.group_dir,
+        };
+        let span = tracing::info_span!("turn", n_rows = rows.len());
+        Ok(Some(run_turn(context, rows).instrument(span).await?))
+    }
+
+    /// Picks up a changed model or limits; the intervals and `watch_files` keep their
+    /// start values.
+    fn reconfigure(&mut self, config: protocol::SessionConfig) {
+        if config == self.limits.config {
+            return;
+        }
+        tracing::info!(provider = %config.provider, model = %config.model, "session configuration changed");
+        if config.provider != self.limits.config.provider {
+            self.model = ModelClient::new(
+                config.provider,
+                self.options.paths.proxy_socket(),
+                self.options.model_retry,
+            );
+        }
+        let intervals = (self.limits.heartbeat_interval, self.limits.poll_interval);
+        self.limits = Limits::new(config);
+        (self.limits.heartbeat_interval, self.limits.poll_interval) = intervals;
+    }
+
+    /// Heartbeats, waits for rows and runs turns until `shutdown` resolves, then stops
+    /// without waiting for a turn in progress (its rows stay `processing` and the next
+    /// container takes them again; every write is one atomic transaction).
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunnerError> {
+        let heartbeat = heartbeat::spawn(
+            self.options.paths.heartbeat(),
+            self.limits.heartbeat_interval,
+        );
+        let mut wake = Wake::new(
+            &self.options.paths.in_dir(),
+            self.limits.poll_interval,
+            self.limits.config.watch_files,
+        );
+        tokio::pin!(shutdown);
+        let result = loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break Ok(()),
+                result = self.process_all() => if let Err(error) = result {
+                    break Err(error);
+                },
+            }
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break Ok(()),
+                reason = wake.next() => tracing::trace!(?reason, "woke"),
+            }
+        };
+        heartbeat.abort();
+        self.close().await;
+        tracing::info!("stopped");
+        result
+    }
+
+    /// Runs turns until no trigger row is due. A busy database is logged and left for the
+    /// next wake.
+    async fn process_all(&mut self) -> Result<(), RunnerError> {
+        loop {
+            match self.process_pending().await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                Err(error) if error.is_retryable() => {
+                    tracing::warn!(%error, "the session database is busy; trying again on the next wake");
+                    return Ok(());
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Stops the store thread after its current transaction.
+    pub async fn close(self) {
+        self.store.close().await;
+    }
+}
+
+/// Opens the session and runs it until `shutdown` resolves (the binary passes SIGTERM or
+/// Ctrl-C). Shutdown during the start is a clean exit too.
+pub async fn run(
+    options: RunnerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunnerError> {
+    tokio::pin!(shutdown);
+    let runner = tokio::select! {
+        biased;
+        () = &mut shutdown => return Ok(()),
+        runner = Runner::open(options) => runner?,
+    };
+    runner.run_until(shutdown).await
+}
