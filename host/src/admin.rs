@@ -45,7 +45,12 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 impl Admin {
-    pub async fn serve(self: Arc<Self>, listener: UnixListener, tasks: TaskTracker, shutdown: CancellationToken) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: UnixListener,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let stream = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -60,7 +65,9 @@ impl Admin {
                     let this = Arc::clone(&this);
                     async move { Ok::<_, std::convert::Infallible>(this.handle(request).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     }
@@ -72,7 +79,12 @@ impl Admin {
                     Ok(v) => format!("{} (API {})", v.engine_version, v.negotiated_api_version),
                     Err(e) => format!("unreachable: {e}"),
                 };
-                let SupervisorStatus { running, starting, queued, max_containers } = self.supervisor.status();
+                let SupervisorStatus {
+                    running,
+                    starting,
+                    queued,
+                    max_containers,
+                } = self.supervisor.status();
                 let status = Status {
                     install_id: self.install_id.clone(),
                     docker,
@@ -84,7 +96,10 @@ impl Admin {
                 };
                 json(StatusCode::OK, &status)
             }
-            _ => json(StatusCode::NOT_FOUND, &serde_json::json!({"error": "no such admin endpoint"})),
+            _ => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "no such admin endpoint"}),
+            ),
         }
     }
 }
@@ -97,11 +112,17 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
 }
 
 /// Client: `GET path` on the admin socket, parsed as `T`.
-pub async fn get<T: for<'de> Deserialize<'de>>(socket: &Path, path: &str) -> Result<T, crate::chat::ChatError> {
+pub async fn get<T: for<'de> Deserialize<'de>>(
+    socket: &Path,
+    path: &str,
+) -> Result<T, crate::chat::ChatError> {
     use crate::chat::ChatError;
     let stream = UnixStream::connect(socket)
         .await
-        .map_err(|source| ChatError::NotRunning { path: socket.display().to_string(), source })?;
+        .map_err(|source| ChatError::NotRunning {
+            path: socket.display().to_string(),
+            source,
+        })?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ChatError::Io(std::io::Error::other(e)))?;
@@ -110,7 +131,14 @@ pub async fn get<T: for<'de> Deserialize<'de>>(socket: &Path, path: &str) -> Res
         .header("host", "crabpot")
         .body(Full::new(Bytes::new()))
         .map_err(|e| ChatError::Refused(e.to_string()))?;
-    let response = sender.send_request(request).await.map_err(|e| ChatError::Io(std::io::Error::other(e)))?;
-    let body = response.into_body().collect().await.map_err(|e| ChatError::Io(std::io::Error::other(e)))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| ChatError::Io(std::io::Error::other(e)))?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ChatError::Io(std::io::Error::other(e)))?;
     serde_json::from_slice(&body.to_bytes()).map_err(|e| ChatError::Refused(e.to_string()))
 }

@@ -14,7 +14,10 @@ use tokio::net::UnixStream;
 pub enum ChatError {
     /// The host is not running. Retryable once it is started.
     #[error("cannot reach the crabpot host at {path}: {source} (is `crabpot serve` running?)")]
-    NotRunning { path: String, source: std::io::Error },
+    NotRunning {
+        path: String,
+        source: std::io::Error,
+    },
     /// No reply in time. Retryable.
     #[error("no reply within {0} s")]
     Timeout(u64),
@@ -39,10 +42,16 @@ impl ChatError {
 async fn connect(socket: &Path) -> Result<UnixStream, ChatError> {
     UnixStream::connect(socket)
         .await
-        .map_err(|source| ChatError::NotRunning { path: socket.display().to_string(), source })
+        .map_err(|source| ChatError::NotRunning {
+            path: socket.display().to_string(),
+            source,
+        })
 }
 
-async fn send(stream: &mut tokio::net::unix::OwnedWriteHalf, line: &ClientLine) -> Result<(), ChatError> {
+async fn send(
+    stream: &mut tokio::net::unix::OwnedWriteHalf,
+    line: &ClientLine,
+) -> Result<(), ChatError> {
     let mut json = serde_json::to_string(line).map_err(|e| ChatError::Refused(e.to_string()))?;
     json.push('\n');
     stream.write_all(json.as_bytes()).await?;
@@ -57,16 +66,33 @@ pub struct TurnReplies {
 }
 
 /// Sends one message and collects the replies until every message it became has finished.
-pub async fn one_shot(socket: &Path, user: &str, text: &str, timeout: Duration) -> Result<TurnReplies, ChatError> {
+pub async fn one_shot(
+    socket: &Path,
+    user: &str,
+    text: &str,
+    timeout: Duration,
+) -> Result<TurnReplies, ChatError> {
     let stream = connect(socket).await?;
     let (read, mut write) = stream.into_split();
-    send(&mut write, &ClientLine::Message { text: text.to_owned(), user: user.to_owned() }).await?;
+    send(
+        &mut write,
+        &ClientLine::Message {
+            text: text.to_owned(),
+            user: user.to_owned(),
+        },
+    )
+    .await?;
     let mut lines = BufReader::new(read).lines();
-    let mut result = TurnReplies { message_ids: Vec::new(), replies: Vec::new() };
+    let mut result = TurnReplies {
+        message_ids: Vec::new(),
+        replies: Vec::new(),
+    };
     let mut open: Vec<String> = Vec::new();
     let collect = async {
         while let Some(line) = lines.next_line().await? {
-            let Ok(line) = serde_json::from_str::<ServerLine>(&line) else { continue };
+            let Ok(line) = serde_json::from_str::<ServerLine>(&line) else {
+                continue;
+            };
             match line {
                 ServerLine::Accepted { message_ids } => {
                     result.message_ids = message_ids.clone();
@@ -82,7 +108,10 @@ pub async fn one_shot(socket: &Path, user: &str, text: &str, timeout: Duration) 
                 ServerLine::Error { message } => return Err(ChatError::Refused(message)),
             }
         }
-        Err(ChatError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the host closed the connection")))
+        Err(ChatError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the host closed the connection",
+        )))
     };
     match tokio::time::timeout(timeout, collect).await {
         Ok(Ok(())) => Ok(result),

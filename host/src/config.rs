@@ -15,7 +15,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{key}: {message}")]
@@ -87,16 +90,24 @@ impl RawConfig {
                 base_url: over.model.base_url.or(self.model.base_url),
                 model: over.model.model.or(self.model.model),
                 api_key: over.model.api_key.or(self.model.api_key),
-                max_output_tokens: over.model.max_output_tokens.or(self.model.max_output_tokens),
+                max_output_tokens: over
+                    .model
+                    .max_output_tokens
+                    .or(self.model.max_output_tokens),
             },
         }
     }
 
     /// Reads a `crabpot.toml`.
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// Reads the `CRABPOT_*` variables (and `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` as key
@@ -105,7 +116,10 @@ impl RawConfig {
         let text = |key: &str| get(key).filter(|v| !v.is_empty());
         let number = |key: &'static str| -> Result<Option<u64>, ConfigError> {
             text(key)
-                .map(|v| v.parse::<u64>().map_err(|e| invalid(key, format!("{v:?} is not a whole number: {e}"))))
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|e| invalid(key, format!("{v:?} is not a whole number: {e}")))
+                })
                 .transpose()
         };
         let wake_mode = match text("CRABPOT_WAKE_MODE").as_deref() {
@@ -113,7 +127,10 @@ impl RawConfig {
             Some("events") => Some(WakeMode::Events),
             Some("poll") => Some(WakeMode::Poll),
             Some(other) => {
-                return Err(invalid("CRABPOT_WAKE_MODE", format!("{other:?} is not one of: events, poll")));
+                return Err(invalid(
+                    "CRABPOT_WAKE_MODE",
+                    format!("{other:?} is not one of: events, poll"),
+                ));
             }
         };
         let provider = text("CRABPOT_MODEL_PROVIDER");
@@ -147,7 +164,10 @@ impl RawConfig {
             container_user: text("CRABPOT_CONTAINER_USER"),
             memory_mb: number("CRABPOT_MEMORY_MB")?.map(|n| n as i64),
             cpus: text("CRABPOT_CPUS")
-                .map(|v| v.parse::<f64>().map_err(|e| invalid("CRABPOT_CPUS", format!("{v:?}: {e}"))))
+                .map(|v| {
+                    v.parse::<f64>()
+                        .map_err(|e| invalid("CRABPOT_CPUS", format!("{v:?}: {e}")))
+                })
                 .transpose()?,
             pids_limit: number("CRABPOT_PIDS_LIMIT")?.map(|n| n as i64),
             tmpfs_mb: number("CRABPOT_TMPFS_MB")?,
@@ -221,16 +241,25 @@ impl Config {
         }
         let memory_mb = raw.memory_mb.unwrap_or(512);
         if memory_mb < 16 {
-            return Err(invalid("memory_mb", format!("{memory_mb} is below the 16 MB Docker needs")));
+            return Err(invalid(
+                "memory_mb",
+                format!("{memory_mb} is below the 16 MB Docker needs"),
+            ));
         }
         if let Some(id) = &raw.install_id
             && (!protocol::ids::is_safe_folder_name(id) || id.len() > 32)
         {
-            return Err(invalid("install_id", format!("{id:?} must be 1-32 of [A-Za-z0-9._-]")));
+            return Err(invalid(
+                "install_id",
+                format!("{id:?} must be 1-32 of [A-Za-z0-9._-]"),
+            ));
         }
         let sweep_ms = raw.sweep_interval_ms.unwrap_or(2_000);
         if sweep_ms < 50 {
-            return Err(invalid("sweep_interval_ms", format!("{sweep_ms} is below 50")));
+            return Err(invalid(
+                "sweep_interval_ms",
+                format!("{sweep_ms} is below 50"),
+            ));
         }
         Ok(Config {
             data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("data")),
@@ -265,15 +294,22 @@ fn validate_model(raw: &RawModelConfig) -> Result<Option<ModelUpstream>, ConfigE
         }
         return Ok(None);
     };
-    let provider = ProviderKind::parse(provider_text)
-        .ok_or_else(|| invalid("model.provider", format!("{provider_text:?} is not one of: openai, anthropic")))?;
+    let provider = ProviderKind::parse(provider_text).ok_or_else(|| {
+        invalid(
+            "model.provider",
+            format!("{provider_text:?} is not one of: openai, anthropic"),
+        )
+    })?;
     let (default_url, default_model) = match provider {
         ProviderKind::OpenAi => ("https://api.openai.com/v1", "gpt-4o-mini"),
         ProviderKind::Anthropic => ("https://api.anthropic.com", "claude-sonnet-4-5"),
     };
     let base_url = raw.base_url.clone().unwrap_or_else(|| default_url.into());
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-        return Err(invalid("model.base_url", format!("{base_url:?} must start with http:// or https://")));
+        return Err(invalid(
+            "model.base_url",
+            format!("{base_url:?} must start with http:// or https://"),
+        ));
     }
     Ok(Some(ModelUpstream {
         provider,
@@ -284,7 +320,12 @@ fn validate_model(raw: &RawModelConfig) -> Result<Option<ModelUpstream>, ConfigE
 }
 
 fn parse_user(text: &str) -> Result<(u32, u32), ConfigError> {
-    let bad = || invalid("container_user", format!("{text:?} must be uid:gid with a non-zero uid"));
+    let bad = || {
+        invalid(
+            "container_user",
+            format!("{text:?} must be uid:gid with a non-zero uid"),
+        )
+    };
     let (uid, gid) = text.split_once(':').ok_or_else(bad)?;
     let uid: u32 = uid.parse().map_err(|_| bad())?;
     let gid: u32 = gid.parse().map_err(|_| bad())?;
@@ -304,16 +345,30 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> RawConfig {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         RawConfig::from_env(|k| map.get(k).cloned()).unwrap()
     }
 
     #[test]
     fn layers_override_in_order() {
-        let file: RawConfig = toml::from_str("image = \"file\"\nmax_containers = 5\n[model]\nprovider = \"openai\"").unwrap();
+        let file: RawConfig =
+            toml::from_str("image = \"file\"\nmax_containers = 5\n[model]\nprovider = \"openai\"")
+                .unwrap();
         let from_env = env(&[("CRABPOT_IMAGE", "env")]);
-        let flags = RawConfig { max_containers: Some(7), ..Default::default() };
-        let config = Config::from_raw(RawConfig::default().merge(file).merge(from_env).merge(flags)).unwrap();
+        let flags = RawConfig {
+            max_containers: Some(7),
+            ..Default::default()
+        };
+        let config = Config::from_raw(
+            RawConfig::default()
+                .merge(file)
+                .merge(from_env)
+                .merge(flags),
+        )
+        .unwrap();
         assert_eq!(config.image, "env");
         assert_eq!(config.max_containers, 7);
         assert_eq!(config.model.unwrap().provider, ProviderKind::OpenAi);
@@ -323,7 +378,10 @@ mod tests {
     fn model_from_env() {
         let none = Config::from_raw(env(&[])).unwrap();
         assert!(none.model.is_none());
-        let key_only = Config::from_raw(env(&[("ANTHROPIC_API_KEY", "k")])).unwrap().model.unwrap();
+        let key_only = Config::from_raw(env(&[("ANTHROPIC_API_KEY", "k")]))
+            .unwrap()
+            .model
+            .unwrap();
         assert_eq!(key_only.provider, ProviderKind::Anthropic);
         assert_eq!(key_only.base_url, "https://api.anthropic.com");
         let full = Config::from_raw(env(&[
@@ -336,7 +394,12 @@ mod tests {
         .model
         .unwrap();
         assert_eq!(full.base_url, "http://127.0.0.1:9/v1");
-        assert_eq!(full.api_key.map(|k| k.expose_secret().to_owned()).as_deref(), Some("fallback"));
+        assert_eq!(
+            full.api_key
+                .map(|k| k.expose_secret().to_owned())
+                .as_deref(),
+            Some("fallback")
+        );
     }
 
     #[test]
@@ -344,7 +407,13 @@ mod tests {
         for (pairs, key) in [
             (vec![("CRABPOT_MODEL_PROVIDER", "gemini")], "model.provider"),
             (vec![("CRABPOT_MODEL", "x")], "model.provider"),
-            (vec![("CRABPOT_MODEL_PROVIDER", "openai"), ("CRABPOT_MODEL_BASE_URL", "ftp://x")], "model.base_url"),
+            (
+                vec![
+                    ("CRABPOT_MODEL_PROVIDER", "openai"),
+                    ("CRABPOT_MODEL_BASE_URL", "ftp://x"),
+                ],
+                "model.base_url",
+            ),
             (vec![("CRABPOT_CONTAINER_USER", "0:0")], "container_user"),
             (vec![("CRABPOT_MAX_CONTAINERS", "0")], "max_containers"),
             (vec![("CRABPOT_INSTALL_ID", "a/b")], "install_id"),

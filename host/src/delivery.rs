@@ -14,15 +14,15 @@
 //! Passes run one at a time in [`Delivery::run`], woken by `out/` file events, by notices,
 //! and by a periodic tick over running sessions.
 
-use crate::channels::{ChatAddress, Channels, OutgoingMessage};
+use crate::channels::{Channels, ChatAddress, OutgoingMessage};
 use crate::db::central::{self, DropRecord};
 use crate::db::{DbError, DbThread};
 use crate::session::{SessionRef, SessionStore};
 use crate::supervisor::{Notice, Supervisor};
 use protocol::rows::DeliveryStatus;
 use protocol::{
-    AckStatus, DestinationType, InboundContent, InboundStatus, MessageId, NewInboundRow, OutboundContent, OutboundKind,
-    OutboundRow, Seq, Writer,
+    AckStatus, DestinationType, InboundContent, InboundStatus, MessageId, NewInboundRow,
+    OutboundContent, OutboundKind, OutboundRow, Seq, Writer,
 };
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
@@ -74,7 +74,14 @@ impl Delivery {
         channels: Channels,
         interval: Duration,
     ) -> Arc<Self> {
-        Arc::new(Self { sessions, central, supervisor, channels, cursors: Default::default(), interval })
+        Arc::new(Self {
+            sessions,
+            central,
+            supervisor,
+            channels,
+            cursors: Default::default(),
+            interval,
+        })
     }
 
     /// Runs passes until `shutdown`.
@@ -139,7 +146,10 @@ impl Delivery {
     }
 
     fn cursor_after(&self, session: &SessionRef) -> Option<Seq> {
-        let cursors = self.cursors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cursors = self
+            .cursors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         cursors.get(&session.id).and_then(|c| c.after)
     }
 
@@ -152,8 +162,10 @@ impl Delivery {
         if rows.is_empty() {
             return;
         }
-        let ids: Vec<MessageId> =
-            rows.iter().filter_map(|r| r.as_ref().ok().map(|row| row.id.clone())).collect();
+        let ids: Vec<MessageId> = rows
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|row| row.id.clone()))
+            .collect();
         let states = self
             .sessions
             .with_inbound(session, move |tx, _| {
@@ -173,14 +185,23 @@ impl Delivery {
         for row in rows {
             let (seq, handled) = match row {
                 Err(bad) => {
-                    let id = bad.id.clone().unwrap_or_else(|| format!("rowid:{}", bad.rowid));
-                    self.refuse(session, &MessageId::new(id), bad.seq.map(Seq), &bad.reason).await;
+                    let id = bad
+                        .id
+                        .clone()
+                        .unwrap_or_else(|| format!("rowid:{}", bad.rowid));
+                    self.refuse(session, &MessageId::new(id), bad.seq.map(Seq), &bad.reason)
+                        .await;
                     (bad.seq.map(Seq), true)
                 }
                 Ok(row) => {
                     let seq = row.seq;
                     let final_state = states.get(&row.id).is_some_and(|(status, _)| {
-                        matches!(status, DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Dropped)
+                        matches!(
+                            status,
+                            DeliveryStatus::Delivered
+                                | DeliveryStatus::Failed
+                                | DeliveryStatus::Dropped
+                        )
                     });
                     if final_state {
                         (Some(seq), true)
@@ -212,11 +233,19 @@ impl Delivery {
                 contiguous = false;
             }
         }
-        let mut cursors = self.cursors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cursors = self
+            .cursors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         cursors.entry(session.id.clone()).or_default().after = new_after;
     }
 
-    async fn handle_row(&self, session: &SessionRef, row: &OutboundRow, attempts: i64) -> RowOutcome {
+    async fn handle_row(
+        &self,
+        session: &SessionRef,
+        row: &OutboundRow,
+        attempts: i64,
+    ) -> RowOutcome {
         let Some(kind) = OutboundKind::parse(&row.kind) else {
             return RowOutcome::Refused(format!("unknown kind {:?}", row.kind));
         };
@@ -228,18 +257,27 @@ impl Delivery {
         if row.deliver_after.is_some_and(|at| at > now) {
             return RowOutcome::Deferred;
         }
-        if self.retry_at(session, &row.id).is_some_and(|at| at > Instant::now()) {
+        if self
+            .retry_at(session, &row.id)
+            .is_some_and(|at| at > Instant::now())
+        {
             return RowOutcome::Deferred;
         }
         if let OutboundContent::System { action, .. } = &content {
             return RowOutcome::Refused(format!("unknown system action {action:?}"));
         }
-        let address = match self.resolve_destination(session, row.destination.as_deref()).await {
+        let address = match self
+            .resolve_destination(session, row.destination.as_deref())
+            .await
+        {
             Ok(address) => address,
             Err(reason) => return RowOutcome::Refused(reason),
         };
         let Some(channel) = self.channels.get(&address.channel_type).cloned() else {
-            return RowOutcome::Refused(format!("no channel adapter for {:?}", address.channel_type));
+            return RowOutcome::Refused(format!(
+                "no channel adapter for {:?}",
+                address.channel_type
+            ));
         };
         let files = match &content {
             OutboundContent::Message(m) => {
@@ -249,14 +287,22 @@ impl Delivery {
             _ => Vec::new(),
         };
         let target_seq = match &content {
-            OutboundContent::Edit { target_seq, .. } | OutboundContent::Reaction { target_seq, .. } => Some(*target_seq),
+            OutboundContent::Edit { target_seq, .. }
+            | OutboundContent::Reaction { target_seq, .. } => Some(*target_seq),
             _ => None,
         };
         let (id, seq) = (row.id.clone(), row.seq);
         let target_platform_message_id = self
             .sessions
             .with_inbound(session, move |tx, _| {
-                protocol::inbound::record_delivery(tx, &id, seq, DeliveryStatus::Sending, None, None)?;
+                protocol::inbound::record_delivery(
+                    tx,
+                    &id,
+                    seq,
+                    DeliveryStatus::Sending,
+                    None,
+                    None,
+                )?;
                 Ok(match target_seq {
                     Some(target) => protocol::inbound::platform_message_id_of(tx, target)?,
                     None => None,
@@ -271,7 +317,9 @@ impl Delivery {
             }
         };
         let pieces = match &content {
-            OutboundContent::Message(m) => crate::channels::split_text(&m.text, channel.capabilities().max_text_chars),
+            OutboundContent::Message(m) => {
+                crate::channels::split_text(&m.text, channel.capabilities().max_text_chars)
+            }
             _ => vec![String::new()],
         };
         let mut result = Ok(String::new());
@@ -279,7 +327,11 @@ impl Delivery {
             let piece_content = match &content {
                 OutboundContent::Message(m) => OutboundContent::Message(protocol::MessageContent {
                     text: piece.clone(),
-                    files: if index == 0 { m.files.clone() } else { Vec::new() },
+                    files: if index == 0 {
+                        m.files.clone()
+                    } else {
+                        Vec::new()
+                    },
                 }),
                 other => other.clone(),
             };
@@ -287,7 +339,11 @@ impl Delivery {
                 id: row.id.clone(),
                 seq: row.seq,
                 content: piece_content,
-                files: if index == 0 { files.clone() } else { Vec::new() },
+                files: if index == 0 {
+                    files.clone()
+                } else {
+                    Vec::new()
+                },
                 target_platform_message_id: target_platform_message_id.clone(),
             };
             result = channel.deliver(&address, &message).await;
@@ -318,18 +374,34 @@ impl Delivery {
             Err(e) if e.is_retryable() && attempts < MAX_ATTEMPTS => {
                 let backoff = Duration::from_millis(500 * (1 << attempts.min(6)));
                 tracing::warn!(session_id = %session.id, %seq, error = %e, ?backoff, "delivery failed; will retry");
-                let mut cursors = self.cursors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                cursors.entry(session.id.clone()).or_default().retry_at.insert(row.id.clone(), Instant::now() + backoff);
+                let mut cursors = self
+                    .cursors
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                cursors
+                    .entry(session.id.clone())
+                    .or_default()
+                    .retry_at
+                    .insert(row.id.clone(), Instant::now() + backoff);
                 RowOutcome::Deferred
             }
             Err(e) => {
                 let error = e.to_string();
                 tracing::warn!(session_id = %session.id, %seq, %error, "delivery failed for good");
-                let text = format!("delivery of your message seq {seq} failed after {attempts} attempt(s): {error}");
+                let text = format!(
+                    "delivery of your message seq {seq} failed after {attempts} attempt(s): {error}"
+                );
                 let _ = self
                     .sessions
                     .with_inbound(session, move |tx, _| {
-                        protocol::inbound::record_delivery(tx, &id, seq, DeliveryStatus::Failed, None, Some(&error))?;
+                        protocol::inbound::record_delivery(
+                            tx,
+                            &id,
+                            seq,
+                            DeliveryStatus::Failed,
+                            None,
+                            Some(&error),
+                        )?;
                         Ok(())
                     })
                     .await;
@@ -340,12 +412,21 @@ impl Delivery {
     }
 
     fn retry_at(&self, session: &SessionRef, id: &MessageId) -> Option<Instant> {
-        let cursors = self.cursors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cursors.get(&session.id).and_then(|c| c.retry_at.get(id).copied())
+        let cursors = self
+            .cursors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cursors
+            .get(&session.id)
+            .and_then(|c| c.retry_at.get(id).copied())
     }
 
     /// The chat a row goes to, decided from the central DB alone.
-    async fn resolve_destination(&self, session: &SessionRef, name: Option<&str>) -> Result<ChatAddress, String> {
+    async fn resolve_destination(
+        &self,
+        session: &SessionRef,
+        name: Option<&str>,
+    ) -> Result<ChatAddress, String> {
         let session_id = session.id.clone();
         let group = session.agent_group.clone();
         let name = name.map(str::to_owned);
@@ -411,18 +492,31 @@ impl Delivery {
             message_id: Some(id.to_string()),
             ..Default::default()
         };
-        let _ = self.central.call(move |conn| central::record_drop(conn, &drop)).await;
+        let _ = self
+            .central
+            .call(move |conn| central::record_drop(conn, &drop))
+            .await;
         let seq_text = seq.map_or_else(|| "?".to_owned(), |s| s.to_string());
-        self.tell_agent(session, format!("your message seq {seq_text} was not delivered: {reason}")).await;
+        self.tell_agent(
+            session,
+            format!("your message seq {seq_text} was not delivered: {reason}"),
+        )
+        .await;
     }
 
     /// Writes a `system` row into the session, which wakes the agent.
     async fn tell_agent(&self, session: &SessionRef, text: String) {
-        let mut row = NewInboundRow::chat(&InboundContent { text, sender: None, attachments: Vec::new() });
+        let mut row = NewInboundRow::chat(&InboundContent {
+            text,
+            sender: None,
+            attachments: Vec::new(),
+        });
         row.kind = protocol::InboundKind::System;
         let written = self
             .sessions
-            .with_inbound(session, move |tx, _| Ok(protocol::inbound::insert(tx, &row, None)?))
+            .with_inbound(session, move |tx, _| {
+                Ok(protocol::inbound::insert(tx, &row, None)?)
+            })
             .await;
         match written {
             Ok(_) => self.supervisor.wake(session),
@@ -448,7 +542,9 @@ impl Delivery {
             .with_inbound(session, move |tx, _| {
                 let mut changed = Vec::new();
                 for (id, status) in finished {
-                    let Some(row) = protocol::inbound::get(tx, &id)? else { continue };
+                    let Some(row) = protocol::inbound::get(tx, &id)? else {
+                        continue;
+                    };
                     if row.status == InboundStatus::Pending {
                         protocol::inbound::set_status(tx, &id, status)?;
                         changed.push(row);
@@ -464,14 +560,20 @@ impl Delivery {
     async fn complete_turns(&self, rows: Vec<protocol::InboundRow>) {
         let mut seen = HashSet::new();
         for row in rows {
-            let (Some(channel_type), Some(platform_id)) = (row.channel_type.clone(), row.platform_id.clone()) else {
+            let (Some(channel_type), Some(platform_id)) =
+                (row.channel_type.clone(), row.platform_id.clone())
+            else {
                 continue;
             };
             if !seen.insert(row.id.clone()) {
                 continue;
             }
             if let Some(channel) = self.channels.get(&channel_type) {
-                let address = ChatAddress { channel_type, platform_id, thread_id: row.thread_id.clone() };
+                let address = ChatAddress {
+                    channel_type,
+                    platform_id,
+                    thread_id: row.thread_id.clone(),
+                };
                 channel.turn_complete(&address, &row.id).await;
             }
         }
@@ -521,7 +623,10 @@ impl Delivery {
 /// Order and parity checks that need no database.
 fn invalid_order(row: &OutboundRow, last: Option<Seq>) -> Option<String> {
     if !Writer::Container.owns(row.seq) {
-        return Some(format!("seq {} is not odd: the container writes odd seqs only", row.seq));
+        return Some(format!(
+            "seq {} is not odd: the container writes odd seqs only",
+            row.seq
+        ));
     }
     if let Some(last) = last
         && row.seq <= last

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("crabpot: cannot start the async runtime: {e}");
@@ -22,12 +25,19 @@ fn main() -> ExitCode {
 fn load_config(cli: &Cli, flags: RawConfig) -> anyhow::Result<Config> {
     let file = match &cli.config {
         Some(path) => RawConfig::from_file(path)?,
-        None if std::path::Path::new("crabpot.toml").is_file() => RawConfig::from_file("crabpot.toml".as_ref())?,
+        None if std::path::Path::new("crabpot.toml").is_file() => {
+            RawConfig::from_file("crabpot.toml".as_ref())?
+        }
         None => RawConfig::default(),
     };
     let env = RawConfig::from_env(|key| std::env::var(key).ok())?;
-    let flags = RawConfig { data_dir: cli.data_dir.clone(), ..flags };
-    Ok(Config::from_raw(RawConfig::default().merge(file).merge(env).merge(flags))?)
+    let flags = RawConfig {
+        data_dir: cli.data_dir.clone(),
+        ..flags
+    };
+    Ok(Config::from_raw(
+        RawConfig::default().merge(file).merge(env).merge(flags),
+    )?)
 }
 
 async fn run(cli: Cli) -> ExitCode {
@@ -43,7 +53,9 @@ async fn run(cli: Cli) -> ExitCode {
             };
             let result = match load_config(&cli, flags) {
                 Ok(config) => {
-                    let options = host::serve::ServeOptions { stop_containers_on_exit: args.stop_containers_on_exit };
+                    let options = host::serve::ServeOptions {
+                        stop_containers_on_exit: args.stop_containers_on_exit,
+                    };
                     host::serve::serve(config, options).await
                 }
                 Err(e) => Err(e),
@@ -69,7 +81,14 @@ async fn run(cli: Cli) -> ExitCode {
             let user = args.user.clone().unwrap_or_else(user);
             let result = match &args.message {
                 Some(text) => {
-                    match host::chat::one_shot(&socket, &user, text, Duration::from_secs(args.timeout)).await {
+                    match host::chat::one_shot(
+                        &socket,
+                        &user,
+                        text,
+                        Duration::from_secs(args.timeout),
+                    )
+                    .await
+                    {
                         Ok(turn) => {
                             if args.json {
                                 println!("{}", serde_json::to_string(&turn).unwrap_or_default());
@@ -105,7 +124,9 @@ async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match host::admin::get::<host::admin::Status>(&config.admin_socket(), "/v1/status").await {
+            match host::admin::get::<host::admin::Status>(&config.admin_socket(), "/v1/status")
+                .await
+            {
                 Ok(status) if args.json => {
                     println!("{}", serde_json::to_string(&status).unwrap_or_default());
                     ExitCode::SUCCESS
@@ -114,7 +135,12 @@ async fn run(cli: Cli) -> ExitCode {
                     println!("install     {}", status.install_id);
                     println!("docker      {}", status.docker);
                     println!("model       {}", status.model);
-                    println!("containers  {} running, {} starting (cap {})", status.running.len(), status.starting, status.max_containers);
+                    println!(
+                        "containers  {} running, {} starting (cap {})",
+                        status.running.len(),
+                        status.starting,
+                        status.max_containers
+                    );
                     println!("queue       {}", status.queued.len());
                     ExitCode::SUCCESS
                 }
@@ -131,5 +157,8 @@ fn init_logging(verbose: bool) {
     let default = if verbose { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -10,7 +10,9 @@ use crate::db::central::{self, DropRecord, SessionMode, Wiring};
 use crate::db::{DbError, DbThread};
 use crate::session::{SessionRef, SessionSetup, SessionStore};
 use crate::supervisor::Supervisor;
-use protocol::{InboundContent, MessageId, NewInboundRow, Sender, Seq, SessionConfig, SessionRouting};
+use protocol::{
+    InboundContent, MessageId, NewInboundRow, Sender, Seq, SessionConfig, SessionRouting,
+};
 use rusqlite::Connection;
 use std::sync::Arc;
 
@@ -77,7 +79,12 @@ impl Router {
         supervisor: Arc<Supervisor>,
         session_config: SessionConfig,
     ) -> Arc<Self> {
-        Arc::new(Self { central, sessions, supervisor, session_config })
+        Arc::new(Self {
+            central,
+            sessions,
+            supervisor,
+            session_config,
+        })
     }
 
     /// Routes one event. Returns the rows written (empty when the message was dropped);
@@ -117,7 +124,11 @@ impl Router {
                 .await?;
             tracing::debug!(session_id = %target.session.id, %seq, "routed");
             self.supervisor.wake(&target.session);
-            routed.push(RoutedMessage { session: target.session, message_id, seq });
+            routed.push(RoutedMessage {
+                session: target.session,
+                message_id,
+                seq,
+            });
         }
         Ok(routed)
     }
@@ -193,7 +204,9 @@ impl Router {
 /// A threaded message in a group chat gets its own session unless the wiring is agent-shared.
 fn effective_mode(mode: SessionMode, event: &InboundEvent) -> SessionMode {
     match mode {
-        SessionMode::Shared if event.is_group && event.thread_id.is_some() => SessionMode::PerThread,
+        SessionMode::Shared if event.is_group && event.thread_id.is_some() => {
+            SessionMode::PerThread
+        }
         SessionMode::Shared | SessionMode::PerThread | SessionMode::AgentShared => mode,
     }
 }

@@ -43,18 +43,25 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
     let data_dir = absolute(&config.data_dir)?;
     let groups_dir = absolute(&config.groups_dir)?;
-    let main_instructions = groups_dir.join(MAIN_GROUP).join(protocol::paths::AGENT_INSTRUCTIONS);
+    let main_instructions = groups_dir
+        .join(MAIN_GROUP)
+        .join(protocol::paths::AGENT_INSTRUCTIONS);
     if !main_instructions.is_file() {
         bail!(
             "{} is missing: the groups dir must hold groups/main/AGENT.md (set --groups-dir or CRABPOT_GROUPS_DIR)",
             main_instructions.display()
         );
     }
-    let config = Config { data_dir: data_dir.clone(), groups_dir: groups_dir.clone(), ..config };
+    let config = Config {
+        data_dir: data_dir.clone(),
+        groups_dir: groups_dir.clone(),
+        ..config
+    };
 
     let central_path = config.central_db();
     let central = Arc::new(
-        DbThread::spawn("central", move || central::open(&central_path)).context("opening the central database")?,
+        DbThread::spawn("central", move || central::open(&central_path))
+            .context("opening the central database")?,
     );
     let configured_install = config.install_id.clone();
     let install_id = central
@@ -66,15 +73,27 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         .await
         .context("preparing the central database")?;
 
-    let docker = DockerRuntime::connect().await.context("Docker is not reachable (is the Docker engine running?)")?;
+    let docker = DockerRuntime::connect()
+        .await
+        .context("Docker is not reachable (is the Docker engine running?)")?;
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker);
-    let version = runtime.version().await.context("Docker is not reachable (is the Docker engine running?)")?;
+    let version = runtime
+        .version()
+        .await
+        .context("Docker is not reachable (is the Docker engine running?)")?;
     tracing::info!(engine = %version.engine_version, api = %version.negotiated_api_version, "docker");
 
-    let host_uid = std::fs::metadata("/proc/self").map(|m| (m.uid(), m.gid())).unwrap_or((0, 0));
-    let container_user = config.container_user.unwrap_or(if host_uid.0 == 0 { (10001, 10001) } else { host_uid });
+    let host_uid = std::fs::metadata("/proc/self")
+        .map(|m| (m.uid(), m.gid()))
+        .unwrap_or((0, 0));
+    let container_user = config.container_user.unwrap_or(if host_uid.0 == 0 {
+        (10001, 10001)
+    } else {
+        host_uid
+    });
     let owner = (host_uid.0 == 0).then_some(container_user);
-    let sessions = SessionStore::start(config.sessions_dir(), owner).context("starting the session store")?;
+    let sessions =
+        SessionStore::start(config.sessions_dir(), owner).context("starting the session store")?;
 
     let root = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -91,13 +110,19 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         ),
     }
     let session_config = SessionConfig {
-        provider: config.model.as_ref().map_or(protocol::ProviderKind::OpenAi, |m| m.provider),
-        model: config.model.as_ref().map_or_else(String::new, |m| m.model.clone()),
+        provider: config
+            .model
+            .as_ref()
+            .map_or(protocol::ProviderKind::OpenAi, |m| m.provider),
+        model: config
+            .model
+            .as_ref()
+            .map_or_else(String::new, |m| m.model.clone()),
         max_output_tokens: config.max_output_tokens,
         ..SessionConfig::default()
     };
     let proxy = Proxy::new(config.model.clone(), usage_tx).context("building the model proxy")?;
-    tasks.spawn(persist_usage(Arc::clone(&central), usage_rx));
+    tasks.spawn(persist_usage(Arc::clone(&central), usage_rx, root.clone()));
 
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (notice_tx, notice_rx) = mpsc::unbounded_channel();
@@ -136,7 +161,12 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         Err(e) => tracing::warn!(error = %e, "could not adopt running containers"),
     }
 
-    let router = Router::new(Arc::clone(&central), Arc::clone(&sessions), Arc::clone(&supervisor), session_config);
+    let router = Router::new(
+        Arc::clone(&central),
+        Arc::clone(&sessions),
+        Arc::clone(&supervisor),
+        session_config,
+    );
     let cli_channel = CliChannel::new();
     let mut channels = Channels::default();
     channels.register(cli_channel.clone());
@@ -144,10 +174,19 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         crate::config::WakeMode::Events => config.sweep_interval,
         crate::config::WakeMode::Poll => Duration::from_secs(1),
     };
-    let delivery =
-        Delivery::new(Arc::clone(&sessions), Arc::clone(&central), Arc::clone(&supervisor), channels, delivery_interval);
+    let delivery = Delivery::new(
+        Arc::clone(&sessions),
+        Arc::clone(&central),
+        Arc::clone(&supervisor),
+        channels,
+        delivery_interval,
+    );
     tasks.spawn(delivery.run(out_rx, notice_rx, root.clone()));
-    tasks.spawn(crate::sweep::run(Arc::clone(&supervisor), config.sweep_interval, root.clone()));
+    tasks.spawn(crate::sweep::run(
+        Arc::clone(&supervisor),
+        config.sweep_interval,
+        root.clone(),
+    ));
 
     let admin_listener = crate::admin::bind(&config.admin_socket())
         .with_context(|| format!("binding {}", config.admin_socket().display()))?;
@@ -158,9 +197,14 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         supervisor: Arc::clone(&supervisor),
     });
     tasks.spawn(admin.serve(admin_listener, tasks.clone(), root.clone()));
-    let cli_listener =
-        CliChannel::bind(&config.cli_socket()).with_context(|| format!("binding {}", config.cli_socket().display()))?;
-    tasks.spawn(cli_channel.serve(cli_listener, ChannelContext::new(router), tasks.clone(), root.clone()));
+    let cli_listener = CliChannel::bind(&config.cli_socket())
+        .with_context(|| format!("binding {}", config.cli_socket().display()))?;
+    tasks.spawn(cli_channel.serve(
+        cli_listener,
+        ChannelContext::new(router),
+        tasks.clone(),
+        root.clone(),
+    ));
     tracing::info!(data_dir = %data_dir.display(), install = %install_id, "crabpot is serving");
 
     shutdown_signal().await;
@@ -170,7 +214,10 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
     }
     root.cancel();
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(15), tasks.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(15), tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not finish within 15 s");
     }
     sessions.shutdown();
@@ -184,7 +231,13 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
 fn bootstrap(conn: &mut rusqlite::Connection) -> Result<(), crate::db::DbError> {
     let tx = conn.transaction()?;
     let group = central::ensure_agent_group(&tx, MAIN_GROUP, "Main")?;
-    let (chat, created) = central::ensure_messaging_group(&tx, cli::CHANNEL_TYPE, cli::PLATFORM_ID, "terminal", false)?;
+    let (chat, created) = central::ensure_messaging_group(
+        &tx,
+        cli::CHANNEL_TYPE,
+        cli::PLATFORM_ID,
+        "terminal",
+        false,
+    )?;
     if created {
         central::ensure_wiring(
             &tx,
@@ -203,8 +256,21 @@ fn bootstrap(conn: &mut rusqlite::Connection) -> Result<(), crate::db::DbError> 
     Ok(())
 }
 
-async fn persist_usage(central: Arc<DbThread<rusqlite::Connection>>, mut usage: mpsc::UnboundedReceiver<UsageRecord>) {
-    while let Some(record) = usage.recv().await {
+/// Writes the proxy's usage records to the central DB until shutdown (the proxy, which holds
+/// the sender, lives as long as `serve` itself).
+async fn persist_usage(
+    central: Arc<DbThread<rusqlite::Connection>>,
+    mut usage: mpsc::UnboundedReceiver<UsageRecord>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let record = tokio::select! {
+            record = usage.recv() => match record {
+                Some(record) => record,
+                None => return,
+            },
+            _ = shutdown.cancelled() => return,
+        };
         let row = central::UsageRow {
             session_id: SessionId::new(record.session_id.as_str()),
             agent_group_id: record.agent_group_id.clone(),
@@ -213,7 +279,10 @@ async fn persist_usage(central: Arc<DbThread<rusqlite::Connection>>, mut usage: 
             input_tokens: i64::try_from(record.input_tokens).unwrap_or(i64::MAX),
             output_tokens: i64::try_from(record.output_tokens).unwrap_or(i64::MAX),
         };
-        if let Err(e) = central.call(move |conn| central::record_usage(conn, &row)).await {
+        if let Err(e) = central
+            .call(move |conn| central::record_usage(conn, &row))
+            .await
+        {
             tracing::warn!(error = %e, "recording usage failed");
         }
     }
@@ -224,14 +293,15 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

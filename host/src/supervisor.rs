@@ -13,7 +13,9 @@ use crate::config::WakeMode;
 use crate::db::DbThread;
 use crate::db::central;
 use crate::proxy::{Proxy, SessionLabel};
-use crate::runtime::{ContainerId, ContainerLimits, ContainerRuntime, ContainerSpec, ContainerState, MountSpec};
+use crate::runtime::{
+    ContainerId, ContainerLimits, ContainerRuntime, ContainerSpec, ContainerState, MountSpec,
+};
 use crate::session::{SessionRef, SessionSetup, SessionStore};
 use protocol::{InboundStatus, SessionConfig, SessionId};
 use rusqlite::Connection;
@@ -133,7 +135,9 @@ impl Supervisor {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock would be a bug in this file; keep serving anyway.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes sure the session has a container (now, or when a slot frees up).
@@ -202,7 +206,8 @@ impl Supervisor {
 
     fn spawn_start(self: &Arc<Self>, session: SessionRef) {
         let this = Arc::clone(self);
-        let span = tracing::info_span!("session", session_id = %session.id, group = %session.agent_group);
+        let span =
+            tracing::info_span!("session", session_id = %session.id, group = %session.agent_group);
         self.tasks.spawn(
             async move {
                 let result = this.start(&session).await;
@@ -237,7 +242,9 @@ impl Supervisor {
                 if state.slots.len() >= self.config.max_containers {
                     return;
                 }
-                let Some(next) = state.queue.pop_front() else { return };
+                let Some(next) = state.queue.pop_front() else {
+                    return;
+                };
                 if state.slots.contains_key(&next.id) {
                     continue;
                 }
@@ -260,7 +267,11 @@ impl Supervisor {
             (LABEL_SESSION.to_owned(), session.id.to_string()),
             (LABEL_GROUP.to_owned(), session.agent_group.to_string()),
         ]);
-        let mount = |source: PathBuf, target: String, read_only| MountSpec { source, target, read_only };
+        let mount = |source: PathBuf, target: String, read_only| MountSpec {
+            source,
+            target,
+            read_only,
+        };
         let root = protocol::paths::CONTAINER_SESSION_ROOT;
         ContainerSpec {
             name: self.container_name(&session.id),
@@ -270,9 +281,21 @@ impl Supervisor {
             env: vec![("RUST_LOG".into(), "info".into())],
             command: Vec::new(),
             mounts: vec![
-                mount(paths.in_dir(), format!("{root}/{}", protocol::paths::IN_DIR), true),
-                mount(paths.out_dir(), format!("{root}/{}", protocol::paths::OUT_DIR), false),
-                mount(paths.work_dir(), format!("{root}/{}", protocol::paths::WORK_DIR), false),
+                mount(
+                    paths.in_dir(),
+                    format!("{root}/{}", protocol::paths::IN_DIR),
+                    true,
+                ),
+                mount(
+                    paths.out_dir(),
+                    format!("{root}/{}", protocol::paths::OUT_DIR),
+                    false,
+                ),
+                mount(
+                    paths.work_dir(),
+                    format!("{root}/{}", protocol::paths::WORK_DIR),
+                    false,
+                ),
                 mount(
                     self.config.groups_dir.join(&session.group_folder),
                     protocol::paths::CONTAINER_GROUP_DIR.into(),
@@ -285,14 +308,19 @@ impl Supervisor {
 
     async fn start(self: &Arc<Self>, session: &SessionRef) -> Result<Running, String> {
         let started_at = Instant::now();
-        self.project(session).await.map_err(|e| format!("preparing the session files failed: {e}"))?;
+        self.project(session)
+            .await
+            .map_err(|e| format!("preparing the session files failed: {e}"))?;
         let cancel = self.shutdown.child_token();
         self.serve_proxy(session, cancel.clone())?;
         let spec = self.spec(session);
         let created = match self.runtime.create(&spec).await {
             Err(crate::runtime::RuntimeError::NameConflict { name }) => {
                 // A leftover container of this session (exited, not yet reaped): replace it.
-                self.runtime.remove(&ContainerId::new(name)).await.map_err(|e| e.to_string())?;
+                self.runtime
+                    .remove(&ContainerId::new(name))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 self.runtime.create(&spec).await
             }
             other => other,
@@ -309,7 +337,10 @@ impl Supervisor {
             let _ = self.runtime.remove(&container).await;
             return Err(e.to_string());
         }
-        tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "create + start");
+        tracing::debug!(
+            elapsed_ms = started_at.elapsed().as_millis() as u64,
+            "create + start"
+        );
         Ok(Running {
             session: session.clone(),
             container,
@@ -323,22 +354,42 @@ impl Supervisor {
     /// Projects the current config and destinations into `inbound.db` (on every wake).
     async fn project(&self, session: &SessionRef) -> Result<(), crate::db::DbError> {
         let group = session.agent_group.clone();
-        let destinations = self.central.call(move |conn| central::destinations_for(conn, &group)).await?;
+        let destinations = self
+            .central
+            .call(move |conn| central::destinations_for(conn, &group))
+            .await?;
         let mut config = self.config.session_config.clone();
         if self.config.wake_mode == WakeMode::Poll {
             config.poll_interval_ms = 1_000;
             config.watch_files = false;
         }
-        self.sessions.project(session, SessionSetup { routing: None, config, destinations }).await
+        self.sessions
+            .project(
+                session,
+                SessionSetup {
+                    routing: None,
+                    config,
+                    destinations,
+                },
+            )
+            .await
     }
 
     fn serve_proxy(&self, session: &SessionRef, cancel: CancellationToken) -> Result<(), String> {
         let socket = self.sessions.paths(session).proxy_socket();
         let owner = Some(self.config.container_user);
-        let listener = crate::proxy::bind_session_socket(&socket, owner)
-            .map_err(|e| format!("binding the model proxy at {} failed: {e}", socket.display()))?;
-        let label = SessionLabel { session_id: session.id.clone(), agent_group_id: session.agent_group.clone() };
-        self.tasks.spawn(Arc::clone(&self.proxy).serve(listener, label, cancel));
+        let listener = crate::proxy::bind_session_socket(&socket, owner).map_err(|e| {
+            format!(
+                "binding the model proxy at {} failed: {e}",
+                socket.display()
+            )
+        })?;
+        let label = SessionLabel {
+            session_id: session.id.clone(),
+            agent_group_id: session.agent_group.clone(),
+        };
+        self.tasks
+            .spawn(Arc::clone(&self.proxy).serve(listener, label, cancel));
         Ok(())
     }
 
@@ -381,21 +432,29 @@ impl Supervisor {
 
     /// Called by the sweep: notices exited containers, stale heartbeats and idle sessions.
     pub async fn check(self: &Arc<Self>) {
-        let listed = match self.runtime.list_by_label(LABEL_INSTALL, &self.config.install_id).await {
+        let listed = match self
+            .runtime
+            .list_by_label(LABEL_INSTALL, &self.config.install_id)
+            .await
+        {
             Ok(listed) => listed,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list containers");
                 return;
             }
         };
-        let alive: HashMap<String, ContainerState> =
-            listed.iter().map(|c| (c.id.as_str().to_owned(), c.state)).collect();
+        let alive: HashMap<String, ContainerState> = listed
+            .iter()
+            .map(|c| (c.id.as_str().to_owned(), c.state))
+            .collect();
         let now = Instant::now();
         let mut exited = Vec::new();
         let mut stale = Vec::new();
         let mut idle = Vec::new();
         for slot in self.state().slots.values() {
-            let Slot::Running(running) = slot else { continue };
+            let Slot::Running(running) = slot else {
+                continue;
+            };
             let state = alive.get(running.container.as_str()).copied();
             if state != Some(ContainerState::Running) {
                 exited.push(running.session.clone());
@@ -445,7 +504,11 @@ impl Supervisor {
             .map(|(id, _)| id.to_string())
             .collect();
         for container in listed {
-            let session = container.labels.get(LABEL_SESSION).cloned().unwrap_or_default();
+            let session = container
+                .labels
+                .get(LABEL_SESSION)
+                .cloned()
+                .unwrap_or_default();
             if !known.contains(&container.id.as_str().to_owned())
                 && !starting.contains(&session)
                 && container.state != ContainerState::Running
@@ -510,7 +573,12 @@ impl Supervisor {
 
     async fn has_due_rows(&self, session: &SessionRef) -> bool {
         self.sessions
-            .with_inbound(session, |tx, _| Ok(protocol::inbound::count_due_triggers(tx, protocol::time::now_ms())?))
+            .with_inbound(session, |tx, _| {
+                Ok(protocol::inbound::count_due_triggers(
+                    tx,
+                    protocol::time::now_ms(),
+                )?)
+            })
             .await
             .is_ok_and(|n| n > 0)
     }
@@ -545,21 +613,35 @@ impl Supervisor {
             .map_err(|e| e.to_string())?;
         let mut adopted = 0;
         for container in listed {
-            let session_id = container.labels.get(LABEL_SESSION).cloned().unwrap_or_default();
+            let session_id = container
+                .labels
+                .get(LABEL_SESSION)
+                .cloned()
+                .unwrap_or_default();
             let found = {
                 let id = SessionId::new(session_id.clone());
-                self.central.call(move |conn| central::session(conn, &id)).await.ok()
+                self.central
+                    .call(move |conn| central::session(conn, &id))
+                    .await
+                    .ok()
             };
             let group = match &found {
                 Some(session) => {
                     let group_id = session.agent_group_id.clone();
-                    self.central.call(move |conn| central::agent_group(conn, &group_id)).await.ok()
+                    self.central
+                        .call(move |conn| central::agent_group(conn, &group_id))
+                        .await
+                        .ok()
                 }
                 None => None,
             };
             match (container.state, found, group) {
                 (ContainerState::Running, Some(session), Some(group)) => {
-                    let session = SessionRef { id: session.id, agent_group: group.id, group_folder: group.folder };
+                    let session = SessionRef {
+                        id: session.id,
+                        agent_group: group.id,
+                        group_folder: group.folder,
+                    };
                     let cancel = self.shutdown.child_token();
                     if let Err(e) = self.serve_proxy(&session, cancel.clone()) {
                         tracing::warn!(error = %e, "cannot adopt; removing");
@@ -574,7 +656,9 @@ impl Supervisor {
                         cancel,
                         _watcher: self.watch_out(&session),
                     };
-                    self.state().slots.insert(session.id.clone(), Slot::Running(running));
+                    self.state()
+                        .slots
+                        .insert(session.id.clone(), Slot::Running(running));
                     let _ = self.out_changed.send(session);
                     adopted += 1;
                 }
@@ -597,5 +681,8 @@ impl Supervisor {
 
 fn heartbeat_age(path: &std::path::Path) -> Option<Duration> {
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
-    SystemTime::now().duration_since(modified).ok().or(Some(Duration::ZERO))
+    SystemTime::now()
+        .duration_since(modified)
+        .ok()
+        .or(Some(Duration::ZERO))
 }

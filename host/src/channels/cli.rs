@@ -35,10 +35,20 @@ pub enum ClientLine {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerLine {
-    Accepted { message_ids: Vec<String> },
-    Reply { seq: i64, text: String, files: Vec<String> },
-    TurnComplete { message_id: String },
-    Error { message: String },
+    Accepted {
+        message_ids: Vec<String>,
+    },
+    Reply {
+        seq: i64,
+        text: String,
+        files: Vec<String>,
+    },
+    TurnComplete {
+        message_id: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// The terminal adapter.
@@ -49,7 +59,10 @@ pub struct CliChannel {
 
 impl CliChannel {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { clients: Mutex::new(Vec::new()), next_id: AtomicU64::new(1) })
+        Arc::new(Self {
+            clients: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+        })
     }
 
     /// Binds `data/cli.sock` with mode 0600, replacing a stale socket file.
@@ -63,7 +76,10 @@ impl CliChannel {
     }
 
     fn broadcast(&self, line: &ServerLine) {
-        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         clients.retain(|client| client.send(line.clone()).is_ok());
     }
 
@@ -93,13 +109,23 @@ impl CliChannel {
         }
     }
 
-    async fn connection(self: Arc<Self>, stream: UnixStream, context: ChannelContext, shutdown: CancellationToken) {
+    async fn connection(
+        self: Arc<Self>,
+        stream: UnixStream,
+        context: ChannelContext,
+        shutdown: CancellationToken,
+    ) {
         let (read, mut write) = stream.into_split();
         let (tx, mut rx) = mpsc::unbounded_channel::<ServerLine>();
-        self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(tx.clone());
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(tx.clone());
         let writer = tokio::spawn(async move {
             while let Some(line) = rx.recv().await {
-                let Ok(mut json) = serde_json::to_string(&line) else { continue };
+                let Ok(mut json) = serde_json::to_string(&line) else {
+                    continue;
+                };
                 json.push('\n');
                 if write.write_all(json.as_bytes()).await.is_err() {
                     break;
@@ -119,15 +145,23 @@ impl CliChannel {
                 continue;
             }
             let answer = match serde_json::from_str::<ClientLine>(&line) {
-                Err(e) => ServerLine::Error { message: format!("not a valid cli message: {e}") },
+                Err(e) => ServerLine::Error {
+                    message: format!("not a valid cli message: {e}"),
+                },
                 Ok(ClientLine::Message { text, user }) => {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let event = InboundEvent {
                         channel_type: CHANNEL_TYPE.into(),
                         platform_id: PLATFORM_ID.into(),
                         thread_id: None,
-                        platform_message_id: format!("cli-in-{}-{id}", uuid::Uuid::now_v7().simple()),
-                        sender: Sender { id: format!("cli:{user}"), name: Some(user) },
+                        platform_message_id: format!(
+                            "cli-in-{}-{id}",
+                            uuid::Uuid::now_v7().simple()
+                        ),
+                        sender: Sender {
+                            id: format!("cli:{user}"),
+                            name: Some(user),
+                        },
                         text,
                         attachments: Vec::new(),
                         is_mention: true,
@@ -135,13 +169,16 @@ impl CliChannel {
                         chat_name: Some("terminal".into()),
                     };
                     match context.push(event).await {
-                        Ok(routed) if routed.is_empty() => {
-                            ServerLine::Error { message: "the message reached no agent (see `crabpot dropped list`)".into() }
-                        }
+                        Ok(routed) if routed.is_empty() => ServerLine::Error {
+                            message: "the message reached no agent (see `crabpot dropped list`)"
+                                .into(),
+                        },
                         Ok(routed) => ServerLine::Accepted {
                             message_ids: routed.iter().map(|r| r.message_id.to_string()).collect(),
                         },
-                        Err(e) => ServerLine::Error { message: e.to_string() },
+                        Err(e) => ServerLine::Error {
+                            message: e.to_string(),
+                        },
                     }
                 }
             };
@@ -160,7 +197,14 @@ impl Channel for CliChannel {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { threads: false, edits: false, reactions: false, buttons: false, files: true, max_text_chars: 64 * 1024 }
+        Capabilities {
+            threads: false,
+            edits: false,
+            reactions: false,
+            buttons: false,
+            files: true,
+            max_text_chars: 64 * 1024,
+        }
     }
 
     fn deliver<'a>(
@@ -171,29 +215,62 @@ impl Channel for CliChannel {
         Box::pin(async move {
             let text = match &message.content {
                 OutboundContent::Message(m) => m.text.clone(),
-                OutboundContent::Edit { target_seq, text } => format!("(edit of {target_seq}) {text}"),
-                OutboundContent::Reaction { target_seq, emoji } => format!("(reaction to {target_seq}) {emoji}"),
-                OutboundContent::Question { title, question, options, .. } => {
-                    let numbered: Vec<String> =
-                        options.iter().enumerate().map(|(i, o)| format!("  {}. {o}", i + 1)).collect();
+                OutboundContent::Edit { target_seq, text } => {
+                    format!("(edit of {target_seq}) {text}")
+                }
+                OutboundContent::Reaction { target_seq, emoji } => {
+                    format!("(reaction to {target_seq}) {emoji}")
+                }
+                OutboundContent::Question {
+                    title,
+                    question,
+                    options,
+                    ..
+                } => {
+                    let numbered: Vec<String> = options
+                        .iter()
+                        .enumerate()
+                        .map(|(i, o)| format!("  {}. {o}", i + 1))
+                        .collect();
                     format!("{title}\n{question}\n{}", numbered.join("\n"))
                 }
-                OutboundContent::Progress { items } => {
-                    items.iter().map(|i| format!("[{}] {}", i.status, i.text)).collect::<Vec<_>>().join("\n")
-                }
+                OutboundContent::Progress { items } => items
+                    .iter()
+                    .map(|i| format!("[{}] {}", i.status, i.text))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 OutboundContent::System { action, .. } => {
-                    return Err(ChannelError::Rejected(format!("system action {action} is not a chat message")));
+                    return Err(ChannelError::Rejected(format!(
+                        "system action {action} is not a chat message"
+                    )));
                 }
             };
-            let files = message.files.iter().map(|f| f.display().to_string()).collect();
-            self.broadcast(&ServerLine::Reply { seq: message.seq.0, text, files });
-            Ok(format!("cli-{}", self.next_id.fetch_add(1, Ordering::Relaxed)))
+            let files = message
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            self.broadcast(&ServerLine::Reply {
+                seq: message.seq.0,
+                text,
+                files,
+            });
+            Ok(format!(
+                "cli-{}",
+                self.next_id.fetch_add(1, Ordering::Relaxed)
+            ))
         })
     }
 
-    fn turn_complete<'a>(&'a self, _to: &'a ChatAddress, message_id: &'a MessageId) -> BoxFuture<'a, ()> {
+    fn turn_complete<'a>(
+        &'a self,
+        _to: &'a ChatAddress,
+        message_id: &'a MessageId,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            self.broadcast(&ServerLine::TurnComplete { message_id: message_id.to_string() });
+            self.broadcast(&ServerLine::TurnComplete {
+                message_id: message_id.to_string(),
+            });
         })
     }
 }

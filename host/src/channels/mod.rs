@@ -7,7 +7,7 @@
 
 pub mod cli;
 
-use crate::router::{InboundEvent, RoutedMessage, RouteError, Router};
+use crate::router::{InboundEvent, RouteError, RoutedMessage, Router};
 use crate::runtime::BoxFuture;
 use protocol::{MessageId, OutboundContent, Seq};
 use std::collections::HashMap;
@@ -79,7 +79,11 @@ pub trait Channel: Send + Sync {
     ) -> BoxFuture<'a, Result<String, ChannelError>>;
     /// The agent has finished its turn on `message_id` (every reply to it was delivered).
     /// Platforms with a typing indicator clear it here.
-    fn turn_complete<'a>(&'a self, to: &'a ChatAddress, message_id: &'a MessageId) -> BoxFuture<'a, ()>;
+    fn turn_complete<'a>(
+        &'a self,
+        to: &'a ChatAddress,
+        message_id: &'a MessageId,
+    ) -> BoxFuture<'a, ()>;
 }
 
 /// What an adapter gets at start: the way into the router.
@@ -108,7 +112,8 @@ pub struct Channels {
 
 impl Channels {
     pub fn register(&mut self, channel: Arc<dyn Channel>) {
-        self.by_type.insert(channel.channel_type().to_owned(), channel);
+        self.by_type
+            .insert(channel.channel_type().to_owned(), channel);
     }
 
     pub fn get(&self, channel_type: &str) -> Option<&Arc<dyn Channel>> {
@@ -152,10 +157,18 @@ mod tests {
 
     #[test]
     fn split_text_keeps_everything_within_the_cap() {
-        for (text, max) in [("short", 10), ("a\nb\nc", 2), (&"x".repeat(25) as &str, 10), ("héllo wörld\n", 3)] {
+        for (text, max) in [
+            ("short", 10),
+            ("a\nb\nc", 2),
+            (&"x".repeat(25) as &str, 10),
+            ("héllo wörld\n", 3),
+        ] {
             let pieces = split_text(text, max);
             assert_eq!(pieces.concat(), text);
-            assert!(pieces.iter().all(|p| p.chars().count() <= max), "{pieces:?}");
+            assert!(
+                pieces.iter().all(|p| p.chars().count() <= max),
+                "{pieces:?}"
+            );
         }
     }
 }

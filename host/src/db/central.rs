@@ -31,13 +31,19 @@ pub fn install_id(conn: &Connection, configured: Option<&str>) -> Result<String,
     if let Some(id) = configured {
         return Ok(id.to_owned());
     }
-    let stored: Option<String> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| r.get(0)).optional()?;
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
     if let Some(id) = stored {
         return Ok(id);
     }
     let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    conn.execute("INSERT INTO meta (key, value) VALUES ('install_id', ?1)", [&id])?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('install_id', ?1)",
+        [&id],
+    )?;
     Ok(id)
 }
 
@@ -75,7 +81,9 @@ impl SessionMode {
     pub fn session_key(self, messaging_group_id: &str, thread_id: Option<&str>) -> String {
         match self {
             SessionMode::Shared => format!("chat:{messaging_group_id}"),
-            SessionMode::PerThread => format!("thread:{messaging_group_id}:{}", thread_id.unwrap_or("")),
+            SessionMode::PerThread => {
+                format!("thread:{messaging_group_id}:{}", thread_id.unwrap_or(""))
+            }
             SessionMode::AgentShared => "agent".to_owned(),
         }
     }
@@ -125,7 +133,12 @@ pub struct Session {
 }
 
 fn agent_group_from(row: &Row<'_>) -> rusqlite::Result<AgentGroup> {
-    Ok(AgentGroup { id: row.get(0)?, folder: row.get(1)?, name: row.get(2)?, container_config: row.get(3)? })
+    Ok(AgentGroup {
+        id: row.get(0)?,
+        folder: row.get(1)?,
+        name: row.get(2)?,
+        container_config: row.get(3)?,
+    })
 }
 
 fn messaging_group_from(row: &Row<'_>) -> rusqlite::Result<MessagingGroup> {
@@ -153,14 +166,20 @@ fn session_from(row: &Row<'_>) -> rusqlite::Result<Session> {
 }
 
 const AGENT_GROUP_COLUMNS: &str = "id, folder, name, container_config";
-const MESSAGING_GROUP_COLUMNS: &str = "id, channel_type, platform_id, name, is_group, unknown_sender_policy";
-const SESSION_COLUMNS: &str =
-    "id, agent_group_id, session_key, messaging_group_id, thread_id, status, created_at, last_active_at";
+const MESSAGING_GROUP_COLUMNS: &str =
+    "id, channel_type, platform_id, name, is_group, unknown_sender_policy";
+const SESSION_COLUMNS: &str = "id, agent_group_id, session_key, messaging_group_id, thread_id, status, created_at, last_active_at";
 
 /// The agent group stored for `folder`, created if missing (id = folder).
-pub fn ensure_agent_group(conn: &Connection, folder: &str, name: &str) -> Result<AgentGroup, DbError> {
+pub fn ensure_agent_group(
+    conn: &Connection,
+    folder: &str,
+    name: &str,
+) -> Result<AgentGroup, DbError> {
     if !protocol::ids::is_safe_folder_name(folder) {
-        return Err(DbError::Invalid(format!("agent group folder {folder:?} must be a plain name of [A-Za-z0-9._-]")));
+        return Err(DbError::Invalid(format!(
+            "agent group folder {folder:?} must be a plain name of [A-Za-z0-9._-]"
+        )));
     }
     conn.execute(
         "INSERT OR IGNORE INTO agent_groups (id, folder, name, created_at) VALUES (?1, ?1, ?2, ?3)",
@@ -170,9 +189,16 @@ pub fn ensure_agent_group(conn: &Connection, folder: &str, name: &str) -> Result
 }
 
 pub fn agent_group(conn: &Connection, id: &AgentGroupId) -> Result<AgentGroup, DbError> {
-    conn.query_row(&format!("SELECT {AGENT_GROUP_COLUMNS} FROM agent_groups WHERE id = ?1"), [id], agent_group_from)
-        .optional()?
-        .ok_or_else(|| DbError::NotFound { what: "agent group", id: id.to_string() })
+    conn.query_row(
+        &format!("SELECT {AGENT_GROUP_COLUMNS} FROM agent_groups WHERE id = ?1"),
+        [id],
+        agent_group_from,
+    )
+    .optional()?
+    .ok_or_else(|| DbError::NotFound {
+        what: "agent group",
+        id: id.to_string(),
+    })
 }
 
 /// The chat stored for (`channel_type`, `platform_id`), created if missing.
@@ -203,7 +229,10 @@ pub fn messaging_group(conn: &Connection, id: &str) -> Result<MessagingGroup, Db
         messaging_group_from,
     )
     .optional()?
-    .ok_or_else(|| DbError::NotFound { what: "chat", id: id.to_owned() })
+    .ok_or_else(|| DbError::NotFound {
+        what: "chat",
+        id: id.to_owned(),
+    })
 }
 
 /// What a new wiring says; defaults match a direct chat that engages on every message.
@@ -247,11 +276,17 @@ pub fn ensure_wiring(
     wirings_for_chat(conn, &chat.id)?
         .into_iter()
         .find(|w| &w.agent_group_id == agent_group)
-        .ok_or_else(|| DbError::NotFound { what: "wiring", id: chat.id.clone() })
+        .ok_or_else(|| DbError::NotFound {
+            what: "wiring",
+            id: chat.id.clone(),
+        })
 }
 
 /// The wirings of a chat, highest priority first.
-pub fn wirings_for_chat(conn: &Connection, messaging_group_id: &str) -> Result<Vec<Wiring>, DbError> {
+pub fn wirings_for_chat(
+    conn: &Connection,
+    messaging_group_id: &str,
+) -> Result<Vec<Wiring>, DbError> {
     let mut statement = conn.prepare_cached(
         "SELECT id, messaging_group_id, agent_group_id, session_mode, engage_mode, engage_pattern, sender_scope, \
          ignored_message_policy, priority FROM wirings WHERE messaging_group_id = ?1 ORDER BY priority DESC, created_at",
@@ -293,7 +328,9 @@ pub fn resolve_session(
         params![agent_group, key, now],
     )?;
     let session = conn.query_row(
-        &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE agent_group_id = ?1 AND session_key = ?2"),
+        &format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE agent_group_id = ?1 AND session_key = ?2"
+        ),
         params![agent_group, key],
         session_from,
     )?;
@@ -301,22 +338,33 @@ pub fn resolve_session(
 }
 
 pub fn session(conn: &Connection, id: &SessionId) -> Result<Session, DbError> {
-    conn.query_row(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"), [id], session_from)
-        .optional()?
-        .ok_or_else(|| DbError::NotFound { what: "session", id: id.to_string() })
+    conn.query_row(
+        &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
+        [id],
+        session_from,
+    )
+    .optional()?
+    .ok_or_else(|| DbError::NotFound {
+        what: "session",
+        id: id.to_string(),
+    })
 }
 
 /// Sessions with status `active`.
 pub fn active_sessions(conn: &Connection) -> Result<Vec<Session>, DbError> {
-    let mut statement =
-        conn.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE status = 'active' ORDER BY id"))?;
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE status = 'active' ORDER BY id"
+    ))?;
     let rows = statement.query_map([], session_from)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// An agent group's destinations, resolved to their routing, for projection into
 /// `inbound.db` and for re-validation at delivery.
-pub fn destinations_for(conn: &Connection, agent_group: &AgentGroupId) -> Result<Vec<Destination>, DbError> {
+pub fn destinations_for(
+    conn: &Connection,
+    agent_group: &AgentGroupId,
+) -> Result<Vec<Destination>, DbError> {
     let mut statement = conn.prepare_cached(
         "SELECT d.name, d.display_name, d.type, m.channel_type, m.platform_id, d.thread_id, d.target_agent_group_id \
          FROM agent_destinations d LEFT JOIN messaging_groups m ON m.id = d.messaging_group_id \
@@ -440,7 +488,8 @@ mod tests {
     fn wiring_creates_destination_and_sessions_resolve_by_key() {
         let (_dir, conn) = db();
         let group = ensure_agent_group(&conn, "main", "Main").unwrap();
-        let (chat, created) = ensure_messaging_group(&conn, "cli", "local", "terminal", false).unwrap();
+        let (chat, created) =
+            ensure_messaging_group(&conn, "cli", "local", "terminal", false).unwrap();
         assert!(created);
         let wiring = NewWiring {
             session_mode: SessionMode::Shared,
@@ -462,7 +511,8 @@ mod tests {
         assert!(created_a && !created_b);
         assert_eq!(a.id, b.id);
         let thread_key = SessionMode::PerThread.session_key(&chat.id, Some("t1"));
-        let (c, _) = resolve_session(&conn, &group.id, &thread_key, Some(&chat.id), Some("t1")).unwrap();
+        let (c, _) =
+            resolve_session(&conn, &group.id, &thread_key, Some(&chat.id), Some("t1")).unwrap();
         assert_ne!(a.id, c.id);
     }
 
@@ -472,10 +522,16 @@ mod tests {
         let first = install_id(&conn, None).unwrap();
         assert_eq!(install_id(&conn, None).unwrap(), first);
         assert_eq!(install_id(&conn, Some("x")).unwrap(), "x");
-        let drop = DropRecord { reason: "r".into(), sender: Some("u".into()), ..Default::default() };
+        let drop = DropRecord {
+            reason: "r".into(),
+            sender: Some("u".into()),
+            ..Default::default()
+        };
         record_drop(&conn, &drop).unwrap();
         record_drop(&conn, &drop).unwrap();
-        let count: i64 = conn.query_row("SELECT count FROM dropped_messages", [], |r| r.get(0)).unwrap();
+        let count: i64 = conn
+            .query_row("SELECT count FROM dropped_messages", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(count, 2);
         assert!(ensure_agent_group(&conn, "../x", "bad").is_err());
     }

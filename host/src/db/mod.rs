@@ -26,7 +26,11 @@ pub enum DbError {
     Schema(#[from] protocol::SchemaError),
     /// A file operation failed. Not retryable without a change on disk.
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// The named thing does not exist. Not retryable.
     #[error("{what} {id:?} not found")]
     NotFound { what: &'static str, id: String },
@@ -94,9 +98,17 @@ impl<S: 'static> DbThread<S> {
                     command(&mut state);
                 }
             })
-            .map_err(|source| DbError::Io { action: "spawning thread for", path: name.into(), source })?;
+            .map_err(|source| DbError::Io {
+                action: "spawning thread for",
+                path: name.into(),
+                source,
+            })?;
         ready_rx.recv().map_err(|_| DbError::Closed(name))??;
-        Ok(Self { name, sender: Mutex::new(Some(sender)), join: Mutex::new(Some(join)) })
+        Ok(Self {
+            name,
+            sender: Mutex::new(Some(sender)),
+            join: Mutex::new(Some(join)),
+        })
     }
 
     /// Runs `f` on the owning thread and returns its result.
@@ -169,7 +181,10 @@ mod tests {
         assert!(ids.iter().all(|id| *id == ids[0]));
         assert_ne!(ids[0], std::thread::current().id());
         db.shutdown();
-        assert!(matches!(db.call(|_| Ok(())).await, Err(DbError::Closed("test"))));
+        assert!(matches!(
+            db.call(|_| Ok(())).await,
+            Err(DbError::Closed("test"))
+        ));
     }
 
     #[test]

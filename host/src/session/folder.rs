@@ -13,7 +13,12 @@ use std::path::Path;
 /// to `out/`, `work/` and what lies in `out/`, so a non-root container can write them.
 pub fn create(paths: &SessionPaths, owner: Option<(u32, u32)>) -> Result<(), DbError> {
     let fresh = !paths.outbound_db().exists();
-    for dir in [paths.in_dir(), paths.in_dir().join(protocol::paths::INBOX), paths.out_dir(), paths.work_dir()] {
+    for dir in [
+        paths.in_dir(),
+        paths.in_dir().join(protocol::paths::INBOX),
+        paths.out_dir(),
+        paths.work_dir(),
+    ] {
         std::fs::create_dir_all(&dir).map_err(|source| io("creating", &dir, source))?;
     }
     set_mode(&paths.in_dir(), 0o755)?;
@@ -31,16 +36,22 @@ pub fn create(paths: &SessionPaths, owner: Option<(u32, u32)>) -> Result<(), DbE
             paths.outbound_db(),
             paths.work_dir(),
         ] {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(|source| io("chown", &path, source))?;
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                .map_err(|source| io("chown", &path, source))?;
         }
     }
     Ok(())
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), DbError> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| io("chmod", path, source))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|source| io("chmod", path, source))
 }
 
 fn io(action: &'static str, path: &Path, source: std::io::Error) -> DbError {
-    DbError::Io { action, path: path.to_owned(), source }
+    DbError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }

@@ -44,7 +44,11 @@ pub struct OpenFiles {
 
 impl OpenFiles {
     pub fn paths(&self, session: &SessionRef) -> SessionPaths {
-        SessionPaths::on_host(&self.sessions_root, session.agent_group.as_str(), session.id.as_str())
+        SessionPaths::on_host(
+            &self.sessions_root,
+            session.agent_group.as_str(),
+            session.id.as_str(),
+        )
     }
 
     /// The session's `inbound.db`, opened (and its folder created) on first use.
@@ -52,7 +56,11 @@ impl OpenFiles {
         self.clock += 1;
         let clock = self.clock;
         if !self.open.contains_key(&session.id) {
-            let oldest = self.open.iter().min_by_key(|(_, (_, used))| *used).map(|(id, _)| id.clone());
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(id, _)| id.clone());
             if let (true, Some(oldest)) = (self.open.len() >= MAX_OPEN, oldest) {
                 self.open.remove(&oldest);
             }
@@ -64,7 +72,10 @@ impl OpenFiles {
         let entry = self
             .open
             .get_mut(&session.id)
-            .ok_or_else(|| DbError::NotFound { what: "session file", id: session.id.to_string() })?;
+            .ok_or_else(|| DbError::NotFound {
+                what: "session file",
+                id: session.id.to_string(),
+            })?;
         entry.1 = clock;
         Ok(&mut entry.0)
     }
@@ -84,18 +95,36 @@ pub struct SessionStore {
 impl SessionStore {
     /// Starts the store's thread. `container_owner` is the uid:gid that must own `out/` and
     /// `work/` (the container's user) when the host runs as root.
-    pub fn start(sessions_root: PathBuf, container_owner: Option<(u32, u32)>) -> Result<Arc<Self>, DbError> {
-        std::fs::create_dir_all(&sessions_root)
-            .map_err(|source| DbError::Io { action: "creating", path: sessions_root.clone(), source })?;
+    pub fn start(
+        sessions_root: PathBuf,
+        container_owner: Option<(u32, u32)>,
+    ) -> Result<Arc<Self>, DbError> {
+        std::fs::create_dir_all(&sessions_root).map_err(|source| DbError::Io {
+            action: "creating",
+            path: sessions_root.clone(),
+            source,
+        })?;
         let root = sessions_root.clone();
         let thread = DbThread::spawn("sessions", move || {
-            Ok(OpenFiles { sessions_root: root, container_owner, open: HashMap::new(), clock: 0 })
+            Ok(OpenFiles {
+                sessions_root: root,
+                container_owner,
+                open: HashMap::new(),
+                clock: 0,
+            })
         })?;
-        Ok(Arc::new(Self { thread, sessions_root }))
+        Ok(Arc::new(Self {
+            thread,
+            sessions_root,
+        }))
     }
 
     pub fn paths(&self, session: &SessionRef) -> SessionPaths {
-        SessionPaths::on_host(&self.sessions_root, session.agent_group.as_str(), session.id.as_str())
+        SessionPaths::on_host(
+            &self.sessions_root,
+            session.agent_group.as_str(),
+            session.id.as_str(),
+        )
     }
 
     /// Runs `f` with the session's `inbound.db` inside one transaction on the store's thread.
@@ -161,15 +190,29 @@ mod tests {
             group_folder: "main".into(),
         };
         let setup = SessionSetup {
-            routing: Some(SessionRouting { channel_type: "cli".into(), platform_id: "local".into(), thread_id: None }),
+            routing: Some(SessionRouting {
+                channel_type: "cli".into(),
+                platform_id: "local".into(),
+                thread_id: None,
+            }),
             config: SessionConfig::default(),
             destinations: vec![],
         };
         store.project(&session, setup).await.unwrap();
         let mut seqs = Vec::new();
         for text in ["a", "b"] {
-            let row = NewInboundRow::chat(&InboundContent { text: text.into(), ..Default::default() });
-            seqs.push(store.with_inbound(&session, move |tx, _| Ok(protocol::inbound::insert(tx, &row, None)?)).await.unwrap());
+            let row = NewInboundRow::chat(&InboundContent {
+                text: text.into(),
+                ..Default::default()
+            });
+            seqs.push(
+                store
+                    .with_inbound(&session, move |tx, _| {
+                        Ok(protocol::inbound::insert(tx, &row, None)?)
+                    })
+                    .await
+                    .unwrap(),
+            );
         }
         assert_eq!(seqs, [Seq(0), Seq(2)]);
         let paths = store.paths(&session);
@@ -178,7 +221,13 @@ mod tests {
         }
         assert!(paths.outbound_db().is_file());
         let reader = protocol::schema::open_inbound_reader(&paths.inbound_db()).unwrap();
-        assert_eq!(protocol::inbound::routing(&reader).unwrap().unwrap().platform_id, "local");
+        assert_eq!(
+            protocol::inbound::routing(&reader)
+                .unwrap()
+                .unwrap()
+                .platform_id,
+            "local"
+        );
         store.shutdown();
     }
 }

@@ -1,0 +1,49 @@
+# crabpot — the two set-up commands are `make run` and `make test` (see README.md).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+DATA_DIR ?= data
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+CRABPOT := $(TARGET_DIR)/debug/crabpot
+
+.PHONY: build image run test check-docker fmt clippy bench
+
+build:
+	$(CARGO) build --workspace
+
+# The agent image, built offline: FROM scratch + static agent-runner + busybox.
+image:
+	bash container/build.sh
+
+# Builds everything, starts the host with the defaults, and opens a chat with `main`.
+# Leaving the chat (Ctrl-D or /quit) stops the host and its containers.
+run: build image
+	@mkdir -p $(DATA_DIR)/logs
+	@echo "crabpot: host log in $(DATA_DIR)/logs/host.log"
+	@$(CRABPOT) --data-dir $(DATA_DIR) serve --stop-containers-on-exit >>$(DATA_DIR)/logs/host.log 2>&1 & \
+	host=$$!; \
+	for i in $$(seq 1 100); do [ -S $(DATA_DIR)/cli.sock ] && break; \
+	  kill -0 $$host 2>/dev/null || { echo "crabpot serve exited; see $(DATA_DIR)/logs/host.log"; tail -n 20 $(DATA_DIR)/logs/host.log; exit 1; }; \
+	  sleep 0.1; done; \
+	$(CRABPOT) --data-dir $(DATA_DIR) chat; \
+	kill -TERM $$host; wait $$host
+
+check-docker:
+	@if [ "$${CRABPOT_SKIP_DOCKER:-}" = "1" ]; then \
+	  echo "WARNING: CRABPOT_SKIP_DOCKER=1: the Docker end-to-end tests will be SKIPPED"; \
+	elif ! docker info >/dev/null 2>&1; then \
+	  echo "make test: Docker is not reachable (docker info failed). Start the Docker engine, or set CRABPOT_SKIP_DOCKER=1 to skip the Docker tests." >&2; \
+	  exit 1; \
+	fi
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The one test command: format, lints, and every test including the Docker end-to-end ones.
+test: check-docker fmt clippy
+	$(CARGO) build --workspace
+	@if [ "$${CRABPOT_SKIP_DOCKER:-}" != "1" ]; then $(MAKE) --no-print-directory image; fi
+	$(CARGO) test --workspace --no-fail-fast
