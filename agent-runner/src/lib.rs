@@ -4,13 +4,18 @@
 //!
 //! Entry points: [`run`] (what the binary calls) and [`Runner`] ([`Runner::open`] then
 //! [`Runner::process_pending`] to run a single turn, as tests do). Modules, one noun each:
-//! [`config`] (options and limits), [`store`] (the session files, on their own thread),
-//! [`wake`] (file events and the fallback poll), [`heartbeat`], [`turn`] (one turn and the
-//! final-reply rule), [`prompt`] (system prompt and rendered messages), [`transcript`]
-//! (the resumable JSONL conversation), [`tools`] (the tool registry and `send_message`),
-//! [`model`] (OpenAI and Anthropic over the proxy), [`http`] (the unix-socket client) and
-//! [`sse`] (the event-stream parser).
+//! [`config`] (options, tool limits and session limits), [`store`] (the session files, on
+//! their own thread), [`wake`] (file events and the fallback poll), [`heartbeat`], [`turn`]
+//! (one turn and the final-reply rule), [`commands`] (`/clear`), [`prompt`] (system prompt,
+//! skills and rendered messages), [`transcript`] (the resumable JSONL conversation),
+//! [`compaction`] (summarising older turns near the context limit), [`tools`] (the tool
+//! registry and every tool), [`model`] (OpenAI and Anthropic over the proxy, tool schemas
+//! rendered per provider), [`clock`] (UTC times for the model), [`http`] (the unix-socket
+//! client) and [`sse`] (the event-stream parser).
 
+pub mod clock;
+pub mod commands;
+pub mod compaction;
 pub mod config;
 pub mod heartbeat;
 pub mod http;
@@ -24,7 +29,7 @@ pub mod transcript;
 pub mod turn;
 pub mod wake;
 
-pub use config::RunnerOptions;
+pub use config::{RunnerOptions, ToolLimits};
 pub use model::RetryPolicy;
 pub use runner::{Runner, RunnerError, run};
 pub use turn::{TurnOutcome, TurnSummary};

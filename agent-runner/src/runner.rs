@@ -1,14 +1,17 @@
 //! The runner's life: open the session ([`Runner::open`], retrying while the files are busy),
-//! then heartbeat, wake on new rows, and run turns until shut down ([`Runner::run_until`]).
-//! [`Runner::process_pending`] runs at most one turn and is what tests drive directly.
+//! then heartbeat, wake on new rows (and when a scheduled row comes due), and run turns until
+//! shut down ([`Runner::run_until`]). [`Runner::process_pending`] runs at most one turn (or
+//! one `/clear`) and is what tests drive directly.
 //!
 //! Errors are [`RunnerError`]; [`RunnerError::exit_code`] maps them to the documented exit
 //! codes of the binary.
 
+use crate::commands;
 use crate::config::{Limits, RunnerOptions};
 use crate::model::ModelClient;
 use crate::store::{OnWakeRows, StoreError, StoreThread};
 use crate::tools::ToolRegistry;
+use crate::tools::workspace::Workspace;
 use crate::transcript::{Transcript, TranscriptError};
 use crate::turn::{TurnContext, TurnError, TurnSummary, run_turn};
 use crate::wake::Wake;
@@ -67,6 +70,7 @@ pub struct Runner {
     limits: Limits,
     model: ModelClient,
     tools: ToolRegistry,
+    workspace: Workspace,
     transcript: Transcript,
     /// No turn has run in this process yet, so `on_wake` rows are still due.
     fresh: bool,
@@ -110,6 +114,7 @@ impl Runner {
             "session opened"
         );
         Ok(Self {
+            workspace: Workspace::new(options.paths.work_dir()),
             options,
             store,
             limits,
@@ -150,6 +155,14 @@ impl Runner {
             self.reconfigure(config);
         }
         self.fresh = false;
+        if let Some(command) = commands::find_clear(&rows) {
+            let span = tracing::info_span!("clear", authorized = command.authorized);
+            let summary =
+                commands::run_clear(&self.store.handle, &mut self.transcript, &rows, command)
+                    .instrument(span)
+                    .await?;
+            return Ok(Some(summary));
+        }
         let context = TurnContext {
             store: &self.store.handle,
             model: &self.model,
@@ -158,6 +171,8 @@ impl Runner {
             limits: &self.limits,
             paths: &self.options.paths,
             group_dir: &self.options.group_dir,
+            workspace: &self.workspace,
+            tool_limits: &self.options.tool_limits,
         };
         let span = tracing::info_span!("turn", n_rows = rows.len());
         Ok(Some(run_turn(context, rows).instrument(span).await?))
@@ -200,6 +215,9 @@ impl Runner {
         );
         tokio::pin!(shutdown);
         let result = loop {
+            // Rows due by now are seen by `process_all`; any due later is waited for below,
+            // even one that comes due while the turns run.
+            let checked_at = protocol::time::now_ms();
             tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
@@ -207,16 +225,36 @@ impl Runner {
                     break Err(error);
                 },
             }
+            let next_due = match self.next_due_at(checked_at).await {
+                Ok(next_due) => next_due,
+                Err(error) => break Err(error),
+            };
             tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
                 reason = wake.next() => tracing::trace!(?reason, "woke"),
+                () = sleep_until_unix_ms(next_due) => tracing::trace!("a scheduled row came due"),
             }
         };
         heartbeat.abort();
         self.close().await;
         tracing::info!("stopped");
         result
+    }
+
+    /// When the next trigger row due after `after` (unix ms) comes due. A busy database
+    /// counts as "none known": the poll and file events still wake the runner.
+    async fn next_due_at(&self, after: i64) -> Result<Option<i64>, RunnerError> {
+        match self
+            .store
+            .handle
+            .call(move |store| store.next_due_at(after))
+            .await
+        {
+            Ok(next_due) => Ok(next_due),
+            Err(error) if error.is_retryable() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Runs turns until no trigger row is due. A busy database is logged and left for the
@@ -238,6 +276,17 @@ impl Runner {
     /// Stops the store thread after its current transaction.
     pub async fn close(self) {
         self.store.close().await;
+    }
+}
+
+/// Sleeps until the unix time `at` (ms); forever when `None`.
+async fn sleep_until_unix_ms(at: Option<i64>) {
+    match at {
+        Some(at) => {
+            let wait = at.saturating_sub(protocol::time::now_ms()).max(0);
+            tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -4,13 +4,16 @@
 //! the tokio thread that also drives the heartbeat.
 //!
 //! All SQL is in `protocol`; this module only groups its queries into the runner's
-//! transactions: claim rows, send a message, finish a turn.
+//! transactions (claim rows, send a message, finish a turn) and the reads the tools need
+//! (rows by seq, answers to questions, the task list with [`TaskList`]).
 
-use protocol::rows::AckStatus;
+use protocol::actions::Action;
+use protocol::rows::{AckStatus, DeliveryStatus};
+use protocol::schedule::ScheduledTask;
 use protocol::schema::{open_inbound_reader, open_outbound_writer};
 use protocol::{
-    Destination, InboundRow, MessageId, NewOutboundRow, SchemaError, Seq, SessionConfig,
-    SessionPaths, SessionRouting, inbound, outbound,
+    Destination, InboundRow, MessageId, NewOutboundRow, OutboundContent, OutboundKind, OutboundRow,
+    SchemaError, Seq, SessionConfig, SessionPaths, SessionRouting, inbound, outbound,
 };
 use rusqlite::Connection;
 use std::sync::mpsc;
@@ -54,6 +57,15 @@ pub enum OnWakeRows {
     /// A fresh process that has not run a turn yet also sees `on_wake` rows.
     Include,
     Exclude,
+}
+
+/// The scheduled tasks as `list_tasks` shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskList {
+    /// The tasks in `inbound.db`, by task id.
+    pub tasks: Vec<ScheduledTask>,
+    /// Task actions this runner wrote that the host has not handled yet, with their seqs.
+    pub pending: Vec<(Seq, Action)>,
 }
 
 /// The two session connections. Lives on the store thread; reach it through [`StoreHandle`].
@@ -133,6 +145,81 @@ impl Store {
         }
         transaction.commit()?;
         Ok(seqs)
+    }
+
+    /// The largest inbound seq so far.
+    pub fn max_inbound_seq(&self) -> Result<Option<Seq>, StoreError> {
+        Ok(inbound::max_seq(&self.inbound)?)
+    }
+
+    /// When the next scheduled trigger row comes due (unix ms), if one is waiting.
+    pub fn next_due_at(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        Ok(inbound::next_due_at(&self.inbound, now)?)
+    }
+
+    /// The answer to the question `question_id` among rows after `after`, unless this
+    /// runner has already finished that row.
+    pub fn answer_to(
+        &self,
+        question_id: &str,
+        after: Seq,
+    ) -> Result<Option<InboundRow>, StoreError> {
+        let Some(row) = inbound::answer_to(&self.inbound, question_id, after)? else {
+            return Ok(None);
+        };
+        match outbound::ack(&self.outbound, &row.id)? {
+            Some(AckStatus::Completed | AckStatus::Failed) => Ok(None),
+            Some(AckStatus::Processing) | None => Ok(Some(row)),
+        }
+    }
+
+    /// One of this runner's own outbound rows.
+    pub fn own_row(&self, seq: Seq) -> Result<Option<OutboundRow>, StoreError> {
+        Ok(outbound::get_by_seq(&self.outbound, seq)?)
+    }
+
+    /// An inbound row by seq.
+    pub fn inbound_row(&self, seq: Seq) -> Result<Option<InboundRow>, StoreError> {
+        Ok(inbound::get_by_seq(&self.inbound, seq)?)
+    }
+
+    /// The scheduled tasks (`task` rows this runner has not finished), and the task actions
+    /// it wrote that the host has not handled yet (no `delivered` row, or still `sending`).
+    pub fn task_list(&self) -> Result<TaskList, StoreError> {
+        let mut list = TaskList::default();
+        for row in inbound::task_rows(&self.inbound)? {
+            if let Some(AckStatus::Completed | AckStatus::Failed) =
+                outbound::ack(&self.outbound, &row.id)?
+            {
+                continue;
+            }
+            let Some(task) = ScheduledTask::from_row(&row) else {
+                continue;
+            };
+            // A series has one next run; a catch-up may leave several rows: show the first.
+            if !list.tasks.iter().any(|known| known.task_id == task.task_id) {
+                list.tasks.push(task);
+            }
+        }
+        for row in outbound::rows_of_kind(&self.outbound, OutboundKind::System)? {
+            let handled = matches!(
+                inbound::delivery(&self.inbound, &row.id)?,
+                Some((
+                    DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Dropped,
+                    _
+                ))
+            );
+            if handled {
+                continue;
+            }
+            let action = OutboundContent::parse(OutboundKind::System, &row.content)
+                .ok()
+                .and_then(|content| Action::from_content(&content).ok());
+            if let Some(action) = action.filter(|action| action.task_id().is_some()) {
+                list.pending.push((row.seq, action));
+            }
+        }
+        Ok(list)
     }
 
     /// Records the tool in progress (or none), so the host's sweep can tell busy from stuck.

@@ -5,12 +5,19 @@
 //! A corrupt line (say, half-written when the container was killed) is skipped with a
 //! warning. [`for_model`] repairs what a crash can leave behind (tool calls without results,
 //! results without calls) before the entries are rendered for a provider.
+//!
+//! Compaction replaces the older entries with one [`Entry::Summary`], and `/clear` empties
+//! the transcript; both rewrite the file atomically ([`Transcript::replace`]).
 
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// How a summary is introduced to the model.
+pub const SUMMARY_HEADING: &str =
+    "Summary of the earlier conversation (older messages were condensed to save space):";
 
 /// What a result says when the runner stopped between a tool call and its result.
 pub const INTERRUPTED_TOOL_RESULT: &str =
@@ -64,6 +71,20 @@ pub enum Entry {
         #[serde(default)]
         is_error: bool,
     },
+    /// Older turns condensed by the model into one note; shown to the model as a user
+    /// message. `seqs` are the inbound rows the condensed turns held.
+    Summary {
+        text: String,
+        #[serde(default)]
+        seqs: Vec<i64>,
+    },
+}
+
+impl Entry {
+    /// The text a summary is shown to the model as.
+    pub fn summary_text(text: &str) -> String {
+        format!("{SUMMARY_HEADING}\n\n{text}")
+    }
 }
 
 /// The transcript file and its entries in memory.
@@ -145,8 +166,35 @@ impl Transcript {
         Ok(())
     }
 
+    /// Replaces every entry (compaction, `/clear`): the new content is written to a file
+    /// beside the transcript and renamed over it, so a crash leaves the old transcript or
+    /// the new one, never a mix.
+    pub fn replace(&mut self, entries: Vec<Entry>) -> Result<(), TranscriptError> {
+        let mut bytes = Vec::new();
+        for entry in &entries {
+            serde_json::to_writer(&mut bytes, entry)?;
+            bytes.push(b'\n');
+        }
+        let temporary = self.path.with_extension("jsonl.tmp");
+        let io = |source| TranscriptError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut file = std::fs::File::create(&temporary).map_err(io)?;
+        file.write_all(&bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&temporary, &self.path).map_err(io)?;
+        self.entries.clear();
+        self.seqs.clear();
+        self.needs_newline = false;
+        for entry in entries {
+            self.remember(entry);
+        }
+        Ok(())
+    }
+
     fn remember(&mut self, entry: Entry) {
-        if let Entry::User { seqs, .. } = &entry {
+        if let Entry::User { seqs, .. } | Entry::Summary { seqs, .. } = &entry {
             self.seqs.extend(seqs.iter().copied());
         }
         self.entries.push(entry);
@@ -176,7 +224,7 @@ pub fn for_model(entries: &[Entry]) -> Vec<Entry> {
                     out.push(entry.clone());
                 }
             }
-            Entry::User { .. } => {
+            Entry::User { .. } | Entry::Summary { .. } => {
                 close_all(&mut open_calls, &mut out);
                 out.push(entry.clone());
             }
@@ -259,6 +307,30 @@ mod tests {
         transcript.append(user("b", &[4])).unwrap();
         let resumed = Transcript::load(&path).unwrap();
         assert_eq!(resumed.entries(), [user("a", &[2]), user("b", &[4])]);
+    }
+
+    #[test]
+    fn replace_rewrites_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("transcript.jsonl");
+        let mut transcript = Transcript::load(&path).unwrap();
+        for entry in [user("a", &[2]), assistant("b", &[]), user("c", &[4])] {
+            transcript.append(entry).unwrap();
+        }
+        let summary = Entry::Summary {
+            text: "Ann said a.".into(),
+            seqs: vec![2],
+        };
+        transcript
+            .replace(vec![summary.clone(), user("c", &[4])])
+            .unwrap();
+        assert!(transcript.contains_seq(2) && transcript.contains_seq(4));
+        let resumed = Transcript::load(&path).unwrap();
+        assert_eq!(resumed.entries(), [summary, user("c", &[4])]);
+        assert!(!dir.path().join("transcript.jsonl.tmp").exists());
+        transcript.replace(Vec::new()).unwrap();
+        assert!(Transcript::load(&path).unwrap().entries().is_empty());
+        assert!(!transcript.contains_seq(4));
     }
 
     #[test]

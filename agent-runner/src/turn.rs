@@ -5,12 +5,15 @@
 //! The final-reply rule ([`final_reply`]): the model's final text goes to the origin chat
 //! unless a tool already sent there during the turn — never both; empty text sends nothing.
 //! When the model cannot be reached the user is told why, and the rows are still completed,
-//! so nothing hangs.
+//! so nothing hangs. Before each model call the conversation is compacted when it would
+//! outgrow the context window (`compaction`).
 
-use crate::config::Limits;
+use crate::compaction::{self, Compaction};
+use crate::config::{Limits, ToolLimits};
 use crate::model::{ModelClient, ModelRequest};
 use crate::prompt;
 use crate::store::{StoreError, StoreHandle};
+use crate::tools::workspace::Workspace;
 use crate::tools::{ToolContext, ToolRegistry, TurnEffects, send_message};
 use crate::transcript::{self, Entry, Transcript, TranscriptError};
 use protocol::content::MAX_TEXT_CHARS;
@@ -40,6 +43,8 @@ pub struct TurnContext<'a> {
     pub limits: &'a Limits,
     pub paths: &'a SessionPaths,
     pub group_dir: &'a Path,
+    pub workspace: &'a Workspace,
+    pub tool_limits: &'a ToolLimits,
 }
 
 /// How a turn ended.
@@ -54,6 +59,10 @@ pub enum TurnOutcome {
     /// The transcript already held the final answer (a crash before the commit): it was
     /// sent without calling the model again.
     Recovered,
+    /// An owner or admin sent `/clear`: the conversation was reset.
+    Cleared,
+    /// Someone without the role sent `/clear`: they were told it is not theirs to use.
+    ClearRefused,
 }
 
 /// What a turn did.
@@ -102,12 +111,16 @@ pub async fn run_turn(
         .store
         .call(|store| Ok((store.destinations()?, store.routing()?)))
         .await?;
-    let system =
-        prompt::system_prompt(&prompt::load_instructions(context.group_dir), &destinations);
+    let system = prompt::system_prompt(
+        &prompt::load_instructions(context.group_dir),
+        &prompt::load_skills(context.group_dir),
+        &destinations,
+    );
     let config = &context.limits.config;
     let transcript = context.transcript;
     let mut effects = TurnEffects::default();
     let mut model_calls = 0;
+    let mut may_compact = true;
 
     let new_rows: Vec<InboundRow> = rows
         .into_iter()
@@ -146,6 +159,16 @@ pub async fn run_turn(
                 });
                 break (TurnOutcome::RoundLimit, reply);
             }
+            if may_compact {
+                may_compact = compact(
+                    context.model,
+                    transcript,
+                    context.limits,
+                    &system,
+                    context.tools,
+                )
+                .await?;
+            }
             let entries = transcript::for_model(transcript.entries());
             let request = ModelRequest {
                 model: &config.model,
@@ -178,6 +201,10 @@ pub async fn run_turn(
                     routing: routing.as_ref(),
                     in_reply_to: &in_reply_to,
                     effects: &mut effects,
+                    paths: context.paths,
+                    workspace: context.workspace,
+                    limits: context.limits,
+                    tool_limits: context.tool_limits,
                 };
                 let result = context.tools.run(&mut tool_context, call).await;
                 transcript.append(Entry::ToolResult {
@@ -207,7 +234,8 @@ pub async fn run_turn(
             }),
         })
         .collect();
-    let finished = ids.clone();
+    let mut finished = ids.clone();
+    finished.extend(effects.consumed_rows.iter().cloned());
     let reply_seqs = context
         .store
         .call(move |store| store.finish_turn(&replies, &finished))
@@ -227,6 +255,46 @@ pub async fn run_turn(
         replies: reply_seqs,
         effects,
     })
+}
+
+/// Compacts the conversation when the next request would be too large. Returns whether
+/// compaction may be tried again in this turn (not after a failed summarisation).
+async fn compact(
+    model: &ModelClient,
+    transcript: &mut Transcript,
+    limits: &Limits,
+    system: &str,
+    tools: &ToolRegistry,
+) -> Result<bool, TranscriptError> {
+    match compaction::compact_if_needed(model, transcript, limits, system, tools.definitions())
+        .await?
+    {
+        Compaction::NotNeeded => Ok(true),
+        Compaction::NothingToCompact { estimated_tokens } => {
+            tracing::debug!(
+                estimated_tokens,
+                "over the compaction threshold, but only the current turn is left"
+            );
+            Ok(true)
+        }
+        Compaction::Compacted {
+            before_tokens,
+            after_tokens,
+            n_entries,
+        } => {
+            tracing::info!(
+                before_tokens,
+                after_tokens,
+                n_entries,
+                "compacted the conversation"
+            );
+            Ok(true)
+        }
+        Compaction::Failed(error) => {
+            tracing::warn!(%error, "could not compact the conversation; going on without");
+            Ok(false)
+        }
+    }
 }
 
 /// After a restart: did a `send_message` without `to` succeed since the last user entry?
@@ -252,7 +320,7 @@ fn origin_sent_since_last_user(entries: &[Entry]) -> bool {
                 });
             call.name == send_message::NAME && to_origin && succeeded(&call.id)
         }),
-        Entry::User { .. } | Entry::ToolResult { .. } => false,
+        Entry::User { .. } | Entry::ToolResult { .. } | Entry::Summary { .. } => false,
     })
 }
 
@@ -276,10 +344,12 @@ mod tests {
         let sent_elsewhere = TurnEffects {
             sent_to_origin: false,
             n_messages_sent: 1,
+            ..TurnEffects::default()
         };
         let sent_here = TurnEffects {
             sent_to_origin: true,
             n_messages_sent: 1,
+            ..TurnEffects::default()
         };
         assert_eq!(final_reply("hi", &nothing_sent).as_deref(), Some("hi"));
         assert_eq!(final_reply("hi", &sent_elsewhere).as_deref(), Some("hi"));

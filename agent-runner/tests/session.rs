@@ -83,12 +83,25 @@ async fn openai_turn_sends_tool_messages_and_the_final_reply() {
     assert!(system.starts_with("You are the test agent."), "{system}");
     assert!(system.contains("`family`: Family chat"), "{system}");
     let user = first.body["messages"][1]["content"].as_str().unwrap();
+    let lines: Vec<(&str, &str)> = user
+        .lines()
+        .map(|line| {
+            let (head, said) = line.split_once(" UTC] ").unwrap();
+            (head.split(" at ").next().unwrap(), said)
+        })
+        .collect();
     assert_eq!(
-        user,
-        format!(
-            "[seq {}] Ann: (earlier chatter)\n[seq {asked_seq}] Ann: tell the family I'm late",
-            asked_seq.0 - 2
-        )
+        lines,
+        [
+            (
+                format!("[seq {}", asked_seq.0 - 2).as_str(),
+                "Ann: (earlier chatter)"
+            ),
+            (
+                format!("[seq {asked_seq}").as_str(),
+                "Ann: tell the family I'm late"
+            ),
+        ]
     );
     let second = &requests[1].body["messages"];
     let tool_messages: Vec<&serde_json::Value> = second
@@ -274,9 +287,12 @@ async fn invalid_tool_arguments_become_an_error_result() {
         "{}",
         results[1]
     );
-    assert_eq!(
-        results[2],
-        "Error: unknown tool \"launch_rockets\"; available tools: send_message"
+    assert!(
+        results[2].starts_with(
+            "Error: unknown tool \"launch_rockets\"; available tools: send_message, send_file, "
+        ),
+        "{}",
+        results[2]
     );
     let rows = session.outbound_rows();
     assert_eq!(rows.len(), 1);

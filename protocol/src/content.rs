@@ -2,6 +2,12 @@
 //!
 //! Outbound content is written by the container and is hostile input for the host:
 //! [`OutboundContent::parse`] checks shape and sizes and names what is wrong.
+//!
+//! Inbound content carries, besides the text, what the runner needs for questions and
+//! commands: [`InboundContent::question_id`] and [`InboundContent::answer`] on the answer to
+//! an [`OutboundContent::Question`], and [`InboundContent::sender_role`] (`owner` / `admin`),
+//! which authorises the `/clear` chat command ([`CLEAR_COMMAND`]). Outbound progress lists
+//! ([`OutboundContent::Progress`]) name the row they update with `target_seq`.
 
 use crate::rows::OutboundKind;
 use crate::seq::Seq;
@@ -13,6 +19,22 @@ pub const MAX_OUTBOUND_CONTENT_BYTES: usize = 256 * 1024;
 pub const MAX_TEXT_CHARS: usize = 64 * 1024;
 /// Most files one outbound message may carry.
 pub const MAX_FILES: usize = 16;
+/// Most options one question may offer.
+pub const MAX_QUESTION_OPTIONS: usize = 16;
+/// Most items one progress list may hold.
+pub const MAX_PROGRESS_ITEMS: usize = 100;
+
+/// The statuses of a [`ProgressItem`], in the order a plan usually moves through them.
+/// At most one item of a list is `in_progress`.
+pub const PROGRESS_STATUSES: &[&str] = &["pending", "in_progress", "done", "failed", "cancelled"];
+
+/// [`InboundContent::sender_role`] of the person who owns the install.
+pub const ROLE_OWNER: &str = "owner";
+/// [`InboundContent::sender_role`] of an admin (global or of this agent group).
+pub const ROLE_ADMIN: &str = "admin";
+/// The chat command that resets the agent's conversation: a `chat` row whose trimmed text is
+/// exactly this, from a sender whose [`InboundContent::sender_role`] is owner or admin.
+pub const CLEAR_COMMAND: &str = "/clear";
 
 /// Why a row's content was refused. Never retryable: the row is bad as written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,6 +62,18 @@ pub struct Sender {
 }
 
 /// The content of an inbound row (`messages_in.content`).
+///
+/// Kinds of rows and what they carry:
+/// - `chat`: a person's message: `text`, `sender`, `attachments`, and `sender_role` when the
+///   sender has a role for this agent group (the runner honours [`CLEAR_COMMAND`] only then).
+/// - `task`: a scheduled task firing: `text` is the task's prompt; the row's `series_id`
+///   column is the task id (see `crate::actions`).
+/// - `system`: a note from the host (a refused action, a failed delivery, an agent created):
+///   `text` only.
+/// - The answer to a question, `chat` or `system`: `question_id` names the
+///   [`OutboundContent::Question`] it answers, `answer` is the chosen option (or the typed
+///   text) and `text` what the person wrote. An answer that arrives after the question's
+///   `expires_at` is stored with `trigger = 0`, so it does not wake an idle container.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct InboundContent {
     pub text: String,
@@ -48,6 +82,35 @@ pub struct InboundContent {
     /// File names under `in/inbox/<message_id>/`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<String>,
+    /// The `question_id` of the [`OutboundContent::Question`] this row answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_id: Option<String>,
+    /// The answer to the question named by `question_id`: the chosen option's text, or what
+    /// the person typed. When absent, `text` is the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// The sender's role for this agent group as the host resolved it: [`ROLE_OWNER`],
+    /// [`ROLE_ADMIN`], or absent for everyone else. Never taken from the message text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_role: Option<String>,
+}
+
+impl InboundContent {
+    /// True when the host marked the sender as an owner or admin of this agent group.
+    pub fn sender_is_owner_or_admin(&self) -> bool {
+        matches!(self.sender_role.as_deref(), Some(ROLE_OWNER | ROLE_ADMIN))
+    }
+
+    /// True when the text is the [`CLEAR_COMMAND`] (whoever sent it).
+    pub fn is_clear_command(&self) -> bool {
+        self.text.trim() == CLEAR_COMMAND
+    }
+
+    /// The answer this row gives to a question, when it answers one.
+    pub fn answer_text(&self) -> Option<&str> {
+        self.question_id.as_ref()?;
+        Some(self.answer.as_deref().unwrap_or(&self.text))
+    }
 }
 
 /// A plain message: text and optional files from `out/outbox/<message_id>/`.
@@ -59,7 +122,7 @@ pub struct MessageContent {
     pub files: Vec<String>,
 }
 
-/// One entry of a progress list.
+/// One entry of a progress list; `status` is one of [`PROGRESS_STATUSES`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressItem {
     pub text: String,
@@ -83,9 +146,13 @@ enum Operation {
         title: String,
         question: String,
         options: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
     },
     Progress {
         items: Vec<ProgressItem>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_seq: Option<Seq>,
     },
 }
 
@@ -101,14 +168,24 @@ pub enum OutboundContent {
         target_seq: Seq,
         emoji: String,
     },
+    /// A question for the person in the origin chat. The answer comes back as an inbound row
+    /// whose content has this `question_id` (see [`InboundContent`]). An empty `options`
+    /// list asks for free text.
     Question {
         question_id: String,
         title: String,
         question: String,
         options: Vec<String>,
+        /// When the runner stops waiting (unix ms); a later answer is stored with
+        /// `trigger = 0`. `None`: no deadline known.
+        expires_at: Option<i64>,
     },
+    /// The agent's plan. With `target_seq: None` this starts a new progress message; with
+    /// `Some(seq)` it replaces the list of the progress row with that seq (the first of the
+    /// series), edited in place where the channel can edit and sent anew otherwise.
     Progress {
         items: Vec<ProgressItem>,
+        target_seq: Option<Seq>,
     },
     /// A `system` row: an action for the host, with its arguments.
     System {
@@ -154,13 +231,17 @@ impl OutboundContent {
                         title,
                         question,
                         options,
+                        expires_at,
                     } => OutboundContent::Question {
                         question_id,
                         title,
                         question,
                         options,
+                        expires_at,
                     },
-                    Operation::Progress { items } => OutboundContent::Progress { items },
+                    Operation::Progress { items, target_seq } => {
+                        OutboundContent::Progress { items, target_seq }
+                    }
                 }
             }
             OutboundKind::Chat => OutboundContent::Message(
@@ -190,15 +271,20 @@ impl OutboundContent {
                 title,
                 question,
                 options,
+                expires_at,
             } => serde_json::to_value(Operation::Question {
                 question_id: question_id.clone(),
                 title: title.clone(),
                 question: question.clone(),
                 options: options.clone(),
+                expires_at: *expires_at,
             }),
-            OutboundContent::Progress { items } => serde_json::to_value(Operation::Progress {
-                items: items.clone(),
-            }),
+            OutboundContent::Progress { items, target_seq } => {
+                serde_json::to_value(Operation::Progress {
+                    items: items.clone(),
+                    target_seq: *target_seq,
+                })
+            }
             OutboundContent::System { action, args } => {
                 let mut map = args.clone();
                 map.insert("action".into(), serde_json::Value::String(action.clone()));
@@ -230,6 +316,28 @@ impl OutboundContent {
                     cap: MAX_TEXT_CHARS,
                 });
             }
+        }
+        if let OutboundContent::Question { options, .. } = self
+            && options.len() > MAX_QUESTION_OPTIONS
+        {
+            return Err(bad(
+                "question",
+                &format!(
+                    "{} options, over the cap of {MAX_QUESTION_OPTIONS}",
+                    options.len()
+                ),
+            ));
+        }
+        if let OutboundContent::Progress { items, .. } = self
+            && items.len() > MAX_PROGRESS_ITEMS
+        {
+            return Err(bad(
+                "progress",
+                &format!(
+                    "{} items, over the cap of {MAX_PROGRESS_ITEMS}",
+                    items.len()
+                ),
+            ));
         }
         if let OutboundContent::Message(message) = self {
             if message.files.len() > MAX_FILES {
@@ -314,6 +422,44 @@ mod tests {
         check(System, r#"{"x":1}"#, Err("missing string field `action`"));
         check(
             Chat,
+            r#"{"operation":"progress","items":[{"text":"a","status":"done"}],"target_seq":5}"#,
+            Ok(OutboundContent::Progress {
+                items: vec![ProgressItem {
+                    text: "a".into(),
+                    status: "done".into(),
+                }],
+                target_seq: Some(Seq(5)),
+            }),
+        );
+        check(
+            Chat,
+            r#"{"operation":"progress","items":[]}"#,
+            Ok(OutboundContent::Progress {
+                items: vec![],
+                target_seq: None,
+            }),
+        );
+        check(
+            Chat,
+            r#"{"operation":"question","question_id":"q-1","title":"t","question":"q?","options":["a"]}"#,
+            Ok(OutboundContent::Question {
+                question_id: "q-1".into(),
+                title: "t".into(),
+                question: "q?".into(),
+                options: vec!["a".into()],
+                expires_at: None,
+            }),
+        );
+        check(
+            Chat,
+            &format!(
+                r#"{{"operation":"question","question_id":"q","title":"t","question":"q","options":{:?}}}"#,
+                vec!["o"; MAX_QUESTION_OPTIONS + 1]
+            ),
+            Err("options, over the cap"),
+        );
+        check(
+            Chat,
             &format!(r#"{{"text":"{}"}}"#, "a".repeat(MAX_OUTBOUND_CONTENT_BYTES)),
             Err("over the cap"),
         );
@@ -321,6 +467,33 @@ mod tests {
             Chat,
             &format!(r#"{{"text":"{}"}}"#, "a".repeat(MAX_TEXT_CHARS + 1)),
             Err("characters, over the cap"),
+        );
+    }
+
+    #[test]
+    fn inbound_answers_and_roles() {
+        let answer: InboundContent =
+            serde_json::from_str(r#"{"text":"the blue one","question_id":"q-1","answer":"Blue"}"#)
+                .unwrap_or_default();
+        assert_eq!(answer.answer_text(), Some("Blue"));
+        let typed: InboundContent =
+            serde_json::from_str(r#"{"text":"green","question_id":"q-1"}"#).unwrap_or_default();
+        assert_eq!(typed.answer_text(), Some("green"));
+        let plain: InboundContent =
+            serde_json::from_str(r#"{"text":" /clear ","sender_role":"admin"}"#)
+                .unwrap_or_default();
+        assert_eq!(plain.answer_text(), None);
+        assert!(plain.is_clear_command() && plain.sender_is_owner_or_admin());
+        let member = InboundContent {
+            text: "/clear".into(),
+            sender_role: Some("member".into()),
+            ..InboundContent::default()
+        };
+        assert!(!member.sender_is_owner_or_admin());
+        assert_eq!(
+            serde_json::to_string(&InboundContent::default()).unwrap_or_default(),
+            r#"{"text":""}"#,
+            "absent fields are not written"
         );
     }
 
@@ -346,24 +519,29 @@ mod tests {
             (
                 arb_text(),
                 arb_text(),
-                proptest::collection::vec(arb_text(), 0..4)
+                proptest::collection::vec(arb_text(), 0..4),
+                proptest::option::of(0i64..i64::MAX),
             )
-                .prop_map(|(t, q, options)| {
+                .prop_map(|(t, q, options, expires_at)| {
                     OutboundContent::Question {
                         question_id: "q1".into(),
                         title: t,
                         question: q,
                         options,
+                        expires_at,
                     }
                 }),
-            proptest::collection::vec((arb_text(), arb_text()), 0..4).prop_map(|items| {
-                OutboundContent::Progress {
+            (
+                proptest::collection::vec((arb_text(), arb_text()), 0..4),
+                proptest::option::of(1i64..1000),
+            )
+                .prop_map(|(items, target_seq)| OutboundContent::Progress {
                     items: items
                         .into_iter()
                         .map(|(text, status)| ProgressItem { text, status })
                         .collect(),
-                }
-            }),
+                    target_seq: target_seq.map(Seq),
+                }),
         ]
     }
 
@@ -375,8 +553,22 @@ mod tests {
         }
 
         #[test]
-        fn inbound_round_trip(text in arb_text(), id in "[a-z]{1,10}", attachments in proptest::collection::vec("[a-z]{1,8}", 0..3)) {
-            let content = InboundContent { text, sender: Some(Sender { id, name: None }), attachments };
+        fn inbound_round_trip(
+            text in arb_text(),
+            id in "[a-z]{1,10}",
+            attachments in proptest::collection::vec("[a-z]{1,8}", 0..3),
+            question_id in proptest::option::of("q-[a-z0-9]{1,10}"),
+            answer in proptest::option::of(arb_text()),
+            sender_role in proptest::option::of(prop_oneof![Just(ROLE_OWNER.to_owned()), Just(ROLE_ADMIN.to_owned())]),
+        ) {
+            let content = InboundContent {
+                text,
+                sender: Some(Sender { id, name: None }),
+                attachments,
+                question_id,
+                answer,
+                sender_role,
+            };
             let json = serde_json::to_string(&content).unwrap_or_default();
             let back: InboundContent = serde_json::from_str(&json).unwrap_or_default();
             prop_assert_eq!(back, content);

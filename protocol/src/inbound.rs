@@ -116,6 +116,56 @@ pub fn count_due_triggers(conn: &Connection, now: i64) -> rusqlite::Result<i64> 
     )
 }
 
+/// When the next pending trigger row that is not yet due comes due (unix ms): a scheduled
+/// task the runner should wake for.
+pub fn next_due_at(conn: &Connection, now: i64) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT min(process_after) FROM messages_in WHERE status = 'pending' AND trigger = 1 \
+         AND process_after > ?1",
+        [now],
+        |row| row.get(0),
+    )
+}
+
+/// The first row with `seq > after` whose content answers the question `question_id`
+/// (its JSON `question_id` field). Rows whose content is not JSON are skipped.
+pub fn answer_to(
+    conn: &Connection,
+    question_id: &str,
+    after: Seq,
+) -> rusqlite::Result<Option<InboundRow>> {
+    conn.query_row(
+        &format!(
+            "SELECT {ROW_COLUMNS} FROM messages_in WHERE seq > ?1 AND json_valid(content) \
+             AND json_extract(content, '$.question_id') = ?2 ORDER BY seq LIMIT 1"
+        ),
+        params![after.0, question_id],
+        read_row,
+    )
+    .optional()
+}
+
+/// The scheduled tasks: `task` rows with a `series_id` that are `pending` or `paused`,
+/// ordered by series and then by when they run.
+pub fn task_rows(conn: &Connection) -> rusqlite::Result<Vec<InboundRow>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM messages_in WHERE kind = 'task' AND series_id IS NOT NULL \
+         AND status IN ('pending', 'paused') ORDER BY series_id, process_after, seq"
+    ))?;
+    let rows = statement.query_map([], read_row)?;
+    rows.collect()
+}
+
+/// One row by seq.
+pub fn get_by_seq(conn: &Connection, seq: Seq) -> rusqlite::Result<Option<InboundRow>> {
+    conn.query_row(
+        &format!("SELECT {ROW_COLUMNS} FROM messages_in WHERE seq = ?1"),
+        [seq.0],
+        read_row,
+    )
+    .optional()
+}
+
 /// One row by id.
 pub fn get(conn: &Connection, id: &MessageId) -> rusqlite::Result<Option<InboundRow>> {
     conn.query_row(
@@ -320,6 +370,56 @@ mod tests {
         assert_eq!(
             platform_message_id_of(&conn, Seq(11)).unwrap().as_deref(),
             Some("p1")
+        );
+    }
+
+    #[test]
+    fn answers_tasks_and_next_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_inbound_writer(&dir.path().join("inbound.db")).unwrap();
+        let plain = NewInboundRow::chat(&InboundContent {
+            text: "hi".into(),
+            ..Default::default()
+        });
+        let first = insert(&conn, &plain, None).unwrap();
+        let mut broken = NewInboundRow::chat(&InboundContent::default());
+        broken.content = "not json".into();
+        insert(&conn, &broken, None).unwrap();
+        let answer = NewInboundRow::chat(&InboundContent {
+            text: "blue".into(),
+            question_id: Some("q-1".into()),
+            ..Default::default()
+        });
+        let answer_seq = insert(&conn, &answer, None).unwrap();
+        assert_eq!(
+            answer_to(&conn, "q-1", first).unwrap().map(|row| row.seq),
+            Some(answer_seq)
+        );
+        assert_eq!(answer_to(&conn, "q-1", answer_seq).unwrap(), None);
+        assert_eq!(answer_to(&conn, "q-2", Seq(-1)).unwrap(), None);
+
+        let now = now_ms();
+        assert_eq!(next_due_at(&conn, now).unwrap(), None);
+        let later = NewInboundRow::task("t-1", "water", now + 60_000, None);
+        let later_seq = insert(&conn, &later, None).unwrap();
+        insert(
+            &conn,
+            &NewInboundRow::task("t-2", "feed", now + 5_000, None),
+            None,
+        )
+        .unwrap();
+        assert_eq!(next_due_at(&conn, now).unwrap(), Some(now + 5_000));
+        let tasks: Vec<Option<String>> = task_rows(&conn)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.series_id)
+            .collect();
+        assert_eq!(tasks, [Some("t-1".into()), Some("t-2".into())]);
+        set_status(&conn, &later.id, InboundStatus::Cancelled).unwrap();
+        assert_eq!(task_rows(&conn).unwrap().len(), 1);
+        assert_eq!(
+            get_by_seq(&conn, later_seq).unwrap().map(|row| row.id),
+            Some(later.id)
         );
     }
 

@@ -6,21 +6,28 @@
 //! the schemas and their migrations ([`schema`]), the open helpers that set the right pragmas
 //! ([`schema::open_inbound_writer`] and friends), the row and content types ([`rows`],
 //! [`content`]), the id newtypes ([`ids`]), the seq rules ([`seq`]), the folder layout
-//! ([`paths`]) and the queries each side runs ([`inbound`], [`outbound`]).
+//! ([`paths`]), the queries each side runs ([`inbound`], [`outbound`]) and the typed `system`
+//! actions the agent asks the host for ([`actions`]) and the task schedules they carry
+//! ([`schedule`]).
 //!
 //! It has no tokio and no HTTP so that it stays cheap to build into the agent image.
 
+pub mod actions;
 pub mod content;
 pub mod ids;
 pub mod inbound;
 pub mod outbound;
 pub mod paths;
 pub mod rows;
+pub mod schedule;
 pub mod schema;
 pub mod seq;
 pub mod time;
 
-pub use content::{ContentError, InboundContent, MessageContent, OutboundContent, Sender};
+pub use actions::{Action, ActionError};
+pub use content::{
+    ContentError, InboundContent, MessageContent, OutboundContent, ProgressItem, Sender,
+};
 pub use ids::{AgentGroupId, MessageId, SessionId};
 pub use paths::SessionPaths;
 pub use rows::{

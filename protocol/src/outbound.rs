@@ -3,7 +3,7 @@
 //! row, and caps the size of every value before loading it.
 
 use crate::ids::MessageId;
-use crate::rows::{Ack, AckStatus, NewOutboundRow, OutboundRow};
+use crate::rows::{Ack, AckStatus, NewOutboundRow, OutboundKind, OutboundRow};
 use crate::seq::{Seq, Writer};
 use crate::time::now_ms;
 use rusqlite::types::Value;
@@ -106,6 +106,43 @@ pub fn set_container_state(conn: &Connection, tool: Option<(&str, i64)>) -> rusq
         params![name, timeout, started, now],
     )?;
     Ok(())
+}
+
+const OWN_ROW_COLUMNS: &str =
+    "id, seq, in_reply_to, created_at, deliver_after, kind, destination, thread_id, content";
+
+fn read_own_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
+    Ok(OutboundRow {
+        id: row.get(0)?,
+        seq: Seq(row.get(1)?),
+        in_reply_to: row.get(2)?,
+        created_at: row.get(3)?,
+        deliver_after: row.get(4)?,
+        kind: row.get(5)?,
+        destination: row.get(6)?,
+        thread_id: row.get(7)?,
+        content: row.get(8)?,
+    })
+}
+
+/// Runner: its own row with this seq, if any (the runner trusts its own file; the host
+/// uses [`read_after`]).
+pub fn get_by_seq(conn: &Connection, seq: Seq) -> rusqlite::Result<Option<OutboundRow>> {
+    conn.query_row(
+        &format!("SELECT {OWN_ROW_COLUMNS} FROM messages_out WHERE seq = ?1"),
+        [seq.0],
+        read_own_row,
+    )
+    .optional()
+}
+
+/// Runner: its own rows of one kind, in seq order (for the `system` actions it wrote).
+pub fn rows_of_kind(conn: &Connection, kind: OutboundKind) -> rusqlite::Result<Vec<OutboundRow>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {OWN_ROW_COLUMNS} FROM messages_out WHERE kind = ?1 ORDER BY seq"
+    ))?;
+    let rows = statement.query_map([kind], read_own_row)?;
+    rows.collect()
 }
 
 /// An outbound row the host could not even read as a row: which one and why.
@@ -218,7 +255,6 @@ fn typed_row(values: Vec<Value>, max_content_bytes: i64) -> Result<OutboundRow, 
 mod tests {
     use super::*;
     use crate::content::{MessageContent, OutboundContent};
-    use crate::rows::OutboundKind;
     use crate::schema::{create_outbound, open_outbound_reader, open_outbound_writer};
 
     fn message(text: &str) -> NewOutboundRow {
@@ -253,6 +289,15 @@ mod tests {
         let seqs: Vec<i64> = rows.iter().map(|r| r.as_ref().unwrap().seq.0).collect();
         assert_eq!(seqs, [5, 7]);
         assert_eq!(acks(&reader).unwrap().len(), 1);
+        let own = get_by_seq(&writer, Seq(7)).unwrap().unwrap();
+        assert_eq!(own.content, r#"{"text":"b"}"#);
+        assert_eq!(get_by_seq(&writer, Seq(9)).unwrap(), None);
+        assert_eq!(rows_of_kind(&writer, OutboundKind::Chat).unwrap().len(), 2);
+        assert!(
+            rows_of_kind(&writer, OutboundKind::System)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -214,7 +214,21 @@ pub struct SessionConfig {
     /// NanoClaw-style baseline of `make bench`).
     #[serde(default = "watch_files_default")]
     pub watch_files: bool,
+    /// The model's context window in tokens; 0 = unknown, and the runner assumes
+    /// [`DEFAULT_CONTEXT_WINDOW_TOKENS`].
+    #[serde(default)]
+    pub context_window_tokens: u32,
+    /// The runner compacts the conversation (summarises older turns) when a request would
+    /// take more than this percentage of the context window; 0 = the default,
+    /// [`DEFAULT_COMPACT_AT_PERCENT`]. Values above 100 count as 100.
+    #[serde(default)]
+    pub compact_at_percent: u8,
 }
+
+/// The context window assumed when [`SessionConfig::context_window_tokens`] is 0.
+pub const DEFAULT_CONTEXT_WINDOW_TOKENS: u32 = 128_000;
+/// The compaction threshold used when [`SessionConfig::compact_at_percent`] is 0.
+pub const DEFAULT_COMPACT_AT_PERCENT: u8 = 80;
 
 fn watch_files_default() -> bool {
     true
@@ -230,6 +244,8 @@ impl Default for SessionConfig {
             heartbeat_interval_ms: 5_000,
             poll_interval_ms: 5_000,
             watch_files: true,
+            context_window_tokens: 0,
+            compact_at_percent: 0,
         }
     }
 }
@@ -252,5 +268,14 @@ mod tests {
             serde_json::to_string(&ProviderKind::OpenAi).ok().as_deref(),
             Some("\"openai\"")
         );
+    }
+
+    #[test]
+    fn session_config_of_an_older_host_still_parses() {
+        let json = r#"{"provider":"anthropic","model":"m","max_output_tokens":1,"max_tool_rounds":2,"heartbeat_interval_ms":3,"poll_interval_ms":4}"#;
+        let config: SessionConfig = serde_json::from_str(json).unwrap();
+        assert!(config.watch_files);
+        assert_eq!(config.context_window_tokens, 0);
+        assert_eq!(config.compact_at_percent, 0);
     }
 }

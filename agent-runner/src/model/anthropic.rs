@@ -27,6 +27,10 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
                 };
                 ("user", vec![json!({"type": "text", "text": text})])
             }
+            Entry::Summary { text, .. } => (
+                "user",
+                vec![json!({"type": "text", "text": Entry::summary_text(text)})],
+            ),
             Entry::Assistant { text, tool_calls } => {
                 let mut blocks = Vec::new();
                 if !text.trim().is_empty() {
@@ -95,18 +99,7 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
         body["system"] = json!(request.system);
     }
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|tool| {
-                json!({
-                    "name": tool.name,
-                    "description": tool.description,
-                    "input_schema": tool.parameters,
-                })
-            })
-            .collect();
-        body["tools"] = Value::Array(tools);
+        body["tools"] = Value::Array(super::tool_schema::anthropic_tools(request.tools));
     }
     body
 }

@@ -1,5 +1,6 @@
 //! Calling the model through the host proxy. [`ModelClient::complete`] renders a
-//! provider-neutral [`ModelRequest`] for the session's provider ([`openai`] or [`anthropic`]),
+//! provider-neutral [`ModelRequest`] for the session's provider ([`openai`] or [`anthropic`],
+//! with the tool definitions rendered and normalised by [`tool_schema`]),
 //! posts it, decodes the SSE stream (or a plain JSON response) into a [`ModelResponse`], and
 //! retries 429 and 5xx answers with exponential backoff ([`RetryPolicy`]).
 //!
@@ -8,6 +9,7 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod tool_schema;
 
 use crate::http::{HttpError, ProxyClient};
 use crate::sse::{SseError, SseEvent, SseParser};
@@ -421,6 +423,10 @@ pub(crate) mod fixtures {
 
     pub fn conversation() -> (Vec<Entry>, Vec<ToolDefinition>) {
         let entries = vec![
+            Entry::Summary {
+                text: "Ann asked for reminders earlier.".into(),
+                seqs: vec![0],
+            },
             Entry::User {
                 text: "[seq 2] Ann: tell the family I'm late".into(),
                 seqs: vec![2],
@@ -473,11 +479,11 @@ pub(crate) mod fixtures {
                 is_error: true,
             },
         ];
+        // One tool is enough here; the whole list has snapshots of its own in `tool_schema`.
+        use crate::tools::Tool;
         (
             entries,
-            crate::tools::ToolRegistry::standard()
-                .definitions()
-                .to_vec(),
+            vec![crate::tools::send_message::SendMessage.definition()],
         )
     }
 

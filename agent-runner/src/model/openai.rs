@@ -24,6 +24,9 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
     for entry in request.entries {
         match entry {
             Entry::User { text, .. } => messages.push(json!({"role": "user", "content": text})),
+            Entry::Summary { text, .. } => {
+                messages.push(json!({"role": "user", "content": Entry::summary_text(text)}))
+            }
             Entry::Assistant { text, tool_calls } => {
                 if text.is_empty() && tool_calls.is_empty() {
                     continue;
@@ -60,21 +63,7 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
         "max_tokens": request.max_output_tokens,
     });
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|tool| {
-                json!({
-                    "type": "function",
-                    "function": {
-                        "name": tool.name,
-                        "description": tool.description,
-                        "parameters": tool.parameters,
-                    }
-                })
-            })
-            .collect();
-        body["tools"] = Value::Array(tools);
+        body["tools"] = Value::Array(super::tool_schema::openai_tools(request.tools));
     }
     body
 }

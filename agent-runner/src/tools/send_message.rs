@@ -1,7 +1,8 @@
 //! The `send_message` tool: sends a chat message now, to the origin chat or to a named
 //! destination from `inbound.db`'s `destinations`, as one `messages_out` row.
 //!
-//! Key type: [`SendMessage`]. The host re-validates every destination before delivery; the
+//! Key type: [`SendMessage`]; [`resolve_destination`] and [`check_text`] are shared with the
+//! other messaging tools. The host re-validates every destination before delivery; the
 //! check here only gives the model a clear error (listing the valid names) early.
 
 use super::{Tool, ToolContext, ToolDefinition, ToolError, ToolFuture, parse_arguments};
@@ -10,6 +11,56 @@ use protocol::{
     Destination, DestinationType, MessageContent, MessageId, NewOutboundRow, OutboundContent,
     OutboundKind, SessionRouting,
 };
+
+/// Where a message goes: the destination name for the row (`None` = the origin chat) and
+/// whether that is the chat this conversation came from.
+pub struct Target {
+    pub destination: Option<String>,
+    pub to_origin: bool,
+}
+
+/// Checks `to` against the projected destinations; an empty or absent `to` is the origin.
+pub fn resolve_destination(
+    context: &ToolContext<'_>,
+    to: Option<String>,
+) -> Result<Target, ToolError> {
+    let Some(name) = to.filter(|name| !name.trim().is_empty()) else {
+        return Ok(Target {
+            destination: None,
+            to_origin: true,
+        });
+    };
+    let Some(destination) = context.destinations.iter().find(|d| d.name == name) else {
+        return Err(ToolError::UnknownDestination {
+            name,
+            valid: context
+                .destinations
+                .iter()
+                .map(|d| d.name.clone())
+                .collect(),
+        });
+    };
+    Ok(Target {
+        to_origin: is_origin(destination, context.routing),
+        destination: Some(name),
+    })
+}
+
+/// Refuses text over the protocol's cap (`allow_empty` for captions of files).
+pub fn check_text(field: &str, text: &str, allow_empty: bool) -> Result<(), ToolError> {
+    if !allow_empty && text.trim().is_empty() {
+        return Err(ToolError::Refused(format!(
+            "`{field}` is empty: nothing to send"
+        )));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(ToolError::Refused(format!(
+            "`{field}` is {chars} characters; the limit is {MAX_TEXT_CHARS}: split it into several messages"
+        )));
+    }
+    Ok(())
+}
 use serde::Deserialize;
 
 pub const NAME: &str = "send_message";
@@ -57,52 +108,25 @@ impl Tool for SendMessage {
     ) -> ToolFuture<'a> {
         Box::pin(async move {
             let arguments: Arguments = parse_arguments(NAME, arguments)?;
-            if arguments.text.trim().is_empty() {
-                return Err(ToolError::Refused(
-                    "`text` is empty: nothing to send".into(),
-                ));
-            }
-            let chars = arguments.text.chars().count();
-            if chars > MAX_TEXT_CHARS {
-                return Err(ToolError::Refused(format!(
-                    "`text` is {chars} characters; the limit is {MAX_TEXT_CHARS}: split it into several messages"
-                )));
-            }
-            let to = arguments.to.filter(|name| !name.trim().is_empty());
-            let to_origin = match &to {
-                None => true,
-                Some(name) => {
-                    let Some(destination) = context.destinations.iter().find(|d| &d.name == name)
-                    else {
-                        return Err(ToolError::UnknownDestination {
-                            name: name.clone(),
-                            valid: context
-                                .destinations
-                                .iter()
-                                .map(|d| d.name.clone())
-                                .collect(),
-                        });
-                    };
-                    is_origin(destination, context.routing)
-                }
-            };
+            check_text("text", &arguments.text, false)?;
+            let target = resolve_destination(context, arguments.to)?;
             let row = NewOutboundRow {
                 id: MessageId::generate(),
-                in_reply_to: Some(context.in_reply_to.clone()),
+                in_reply_to: None,
                 deliver_after: None,
                 kind: OutboundKind::Chat,
-                destination: to.clone(),
+                destination: target.destination.clone(),
                 thread_id: None,
                 content: OutboundContent::Message(MessageContent {
                     text: arguments.text,
                     files: Vec::new(),
                 }),
             };
-            let seq = context.store.call(move |store| store.send(&row)).await?;
-            context.effects.n_messages_sent += 1;
-            if to_origin {
+            let seq = context.send(row).await?;
+            if target.to_origin {
                 context.effects.sent_to_origin = true;
             }
+            let to = target.destination;
             tracing::info!(%seq, destination = to.as_deref().unwrap_or("origin"), "message sent");
             Ok(format!("sent (seq {seq})"))
         })
@@ -182,5 +206,42 @@ mod tests {
         assert!(!is_origin(&destination, None));
         destination.thread_id = Some("t".into());
         assert!(!is_origin(&destination, Some(&routing)));
+    }
+
+    #[tokio::test]
+    async fn sends_and_refuses() {
+        let mut fixture = crate::tools::testing::Fixture::new().await;
+        let sent = fixture
+            .ok(
+                SendMessage,
+                serde_json::json!({"to": "family", "text": "late"}),
+            )
+            .await;
+        assert!(sent.starts_with("sent (seq "), "{sent}");
+        assert!(!fixture.effects.sent_to_origin);
+        fixture
+            .ok(SendMessage, serde_json::json!({"to": "", "text": "here"}))
+            .await;
+        assert!(fixture.effects.sent_to_origin);
+        assert_eq!(fixture.effects.n_messages_sent, 2);
+        let rows = fixture.outbound_rows();
+        assert_eq!(rows[0].destination.as_deref(), Some("family"));
+        assert_eq!(rows[0].in_reply_to.as_ref(), Some(&fixture.in_reply_to));
+        assert_eq!(rows[1].destination, None);
+        let unknown = fixture
+            .error(SendMessage, serde_json::json!({"to": "famly", "text": "x"}))
+            .await;
+        assert!(unknown.contains("valid destinations: family"), "{unknown}");
+        let empty = fixture
+            .error(SendMessage, serde_json::json!({"text": " "}))
+            .await;
+        assert_eq!(empty, "`text` is empty: nothing to send");
+        let long = fixture
+            .error(
+                SendMessage,
+                serde_json::json!({"text": "a".repeat(MAX_TEXT_CHARS + 1)}),
+            )
+            .await;
+        assert!(long.contains("split it into several messages"), "{long}");
     }
 }

@@ -37,6 +37,7 @@ pub fn config(provider: ProviderKind) -> SessionConfig {
         heartbeat_interval_ms: 50,
         poll_interval_ms: 60_000,
         watch_files: true,
+        ..SessionConfig::default()
     }
 }
 
@@ -137,6 +138,7 @@ pub fn chat_row(text: &str) -> NewInboundRow {
             name: Some("Ann".into()),
         }),
         attachments: vec![],
+        ..InboundContent::default()
     })
 }
 
