@@ -1,6 +1,8 @@
 //! `crabpot chat`: the terminal side of the `cli` channel. Interactive (a prompt; replies are
 //! printed as they arrive) or one-shot with `--message` (prints the replies of that turn and
-//! exits when the agent has finished it, or with exit code 4 after `--timeout`).
+//! exits when the agent has finished it, or with exit code 4 after `--timeout`). By default it
+//! talks in the terminal's chat `cli/local`; [`ChatTarget`] can name another chat of channel
+//! `cli`, a thread, or a group chat.
 
 use crate::channels::cli::{ClientLine, ServerLine};
 use std::io::Write;
@@ -58,34 +60,74 @@ async fn send(
     Ok(())
 }
 
+/// Who is talking, and where.
+#[derive(Clone, Debug)]
+pub struct ChatTarget {
+    pub user: String,
+    /// The chat's platform id under channel `cli` (default `local`).
+    pub chat: Option<String>,
+    pub thread: Option<String>,
+    /// A group chat: only mentions engage `mention` wirings.
+    pub is_group: bool,
+    pub is_mention: bool,
+}
+
+impl ChatTarget {
+    /// The terminal's own chat, as `user`.
+    pub fn terminal(user: &str) -> Self {
+        Self {
+            user: user.to_owned(),
+            chat: None,
+            thread: None,
+            is_group: false,
+            is_mention: true,
+        }
+    }
+
+    fn line(&self, text: &str) -> ClientLine {
+        ClientLine::Message {
+            text: text.to_owned(),
+            user: self.user.clone(),
+            chat: self.chat.clone(),
+            thread: self.thread.clone(),
+            is_group: self.is_group,
+            is_mention: self.is_mention,
+            message_id: None,
+        }
+    }
+
+    fn platform_id(&self) -> &str {
+        self.chat
+            .as_deref()
+            .unwrap_or(crate::channels::cli::PLATFORM_ID)
+    }
+}
+
 /// The replies of one turn.
 #[derive(Debug, serde::Serialize)]
 pub struct TurnReplies {
     pub message_ids: Vec<String>,
     pub replies: Vec<String>,
+    /// Approvals holding the message (an unknown sender, an unwired chat): no turn yet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
 
 /// Sends one message and collects the replies until every message it became has finished.
 pub async fn one_shot(
     socket: &Path,
-    user: &str,
+    target: &ChatTarget,
     text: &str,
     timeout: Duration,
 ) -> Result<TurnReplies, ChatError> {
     let stream = connect(socket).await?;
     let (read, mut write) = stream.into_split();
-    send(
-        &mut write,
-        &ClientLine::Message {
-            text: text.to_owned(),
-            user: user.to_owned(),
-        },
-    )
-    .await?;
+    send(&mut write, &target.line(text)).await?;
     let mut lines = BufReader::new(read).lines();
     let mut result = TurnReplies {
         message_ids: Vec::new(),
         replies: Vec::new(),
+        held: Vec::new(),
     };
     let mut open: Vec<String> = Vec::new();
     let collect = async {
@@ -94,12 +136,29 @@ pub async fn one_shot(
                 continue;
             };
             match line {
-                ServerLine::Accepted { message_ids } => {
+                ServerLine::Accepted {
+                    message_ids,
+                    held,
+                    decision,
+                    ..
+                } => {
+                    if let Some(decision) = decision {
+                        result.replies.push(decision);
+                        return Ok(());
+                    }
+                    if message_ids.is_empty() {
+                        // Held for an approval, or stored as context only: no turn to wait for.
+                        result.held = held;
+                        return Ok(());
+                    }
                     result.message_ids = message_ids.clone();
                     open = message_ids;
                 }
-                ServerLine::Reply { text, .. } => result.replies.push(text),
-                ServerLine::TurnComplete { message_id } => {
+                ServerLine::Reply {
+                    text, platform_id, ..
+                } if platform_id == target.platform_id() => result.replies.push(text),
+                ServerLine::Reply { .. } => {}
+                ServerLine::TurnComplete { message_id, .. } => {
                     open.retain(|id| *id != message_id);
                     if open.is_empty() && !result.message_ids.is_empty() {
                         return Ok(());
@@ -123,12 +182,15 @@ pub async fn one_shot(
 
 /// The interactive chat: a prompt on stdin, replies printed as they arrive. Ends on EOF
 /// (Ctrl-D) or `/quit`.
-pub async fn interactive(socket: &Path, user: &str) -> Result<(), ChatError> {
+pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatError> {
     let stream = connect(socket).await?;
     let (read, mut write) = stream.into_split();
     let mut from_host = BufReader::new(read).lines();
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    eprintln!("crabpot chat: talking to the main agent. /quit or Ctrl-D to leave.");
+    eprintln!(
+        "crabpot chat: talking in cli/{}. /quit or Ctrl-D to leave.",
+        target.platform_id()
+    );
     prompt();
     loop {
         tokio::select! {
@@ -137,7 +199,7 @@ pub async fn interactive(socket: &Path, user: &str) -> Result<(), ChatError> {
                 let text = line.trim();
                 if text == "/quit" { break; }
                 if text.is_empty() { prompt(); continue; }
-                send(&mut write, &ClientLine::Message { text: text.to_owned(), user: user.to_owned() }).await?;
+                send(&mut write, &target.line(text)).await?;
             }
             line = from_host.next_line() => {
                 let Some(line) = line? else {
@@ -145,13 +207,17 @@ pub async fn interactive(socket: &Path, user: &str) -> Result<(), ChatError> {
                     break;
                 };
                 match serde_json::from_str::<ServerLine>(&line) {
-                    Ok(ServerLine::Reply { text, files, .. }) => {
+                    Ok(ServerLine::Reply { text, files, platform_id, .. }) if platform_id == target.platform_id() => {
                         println!("\nagent: {text}");
                         for file in files { println!("  [file] {file}"); }
                         prompt();
                     }
                     Ok(ServerLine::Error { message }) => { eprintln!("\nerror: {message}"); prompt(); }
-                    Ok(ServerLine::Accepted { .. } | ServerLine::TurnComplete { .. }) | Err(_) => {}
+                    Ok(ServerLine::Accepted { held, .. }) if !held.is_empty() => {
+                        eprintln!("\n(your message awaits approval {})", held.join(", "));
+                        prompt();
+                    }
+                    Ok(ServerLine::Accepted { .. } | ServerLine::Reply { .. } | ServerLine::TurnComplete { .. }) | Err(_) => {}
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! validated into a [`Config`], and errors name the key that was wrong. The model's API key
 //! lives only here and in the proxy: it never reaches a session file or a container.
 
+use crate::delivery::a2a::A2aLimits;
 use crate::proxy::{ApiKey, ModelUpstream};
 use protocol::ProviderKind;
 use serde::Deserialize;
@@ -45,6 +46,8 @@ pub struct RawConfig {
     pub max_containers: Option<usize>,
     pub idle_timeout_secs: Option<u64>,
     pub heartbeat_stale_secs: Option<u64>,
+    /// `RUST_LOG` filter for the agent-runner inside containers (never a secret).
+    pub agent_log: Option<String>,
     pub sweep_interval_ms: Option<u64>,
     pub wake_mode: Option<WakeMode>,
     pub container_user: Option<String>,
@@ -52,6 +55,13 @@ pub struct RawConfig {
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub tmpfs_mb: Option<u64>,
+    /// Agent-to-agent loop caps: most messages from one session to one agent group, and from
+    /// one session to all agents, within the window.
+    pub a2a_max_per_pair: Option<usize>,
+    pub a2a_max_per_session: Option<usize>,
+    pub a2a_window_secs: Option<u64>,
+    /// How long an approval stays open.
+    pub approval_ttl_secs: Option<u64>,
     #[serde(default)]
     pub model: RawModelConfig,
 }
@@ -78,6 +88,7 @@ impl RawConfig {
             max_containers: over.max_containers.or(self.max_containers),
             idle_timeout_secs: over.idle_timeout_secs.or(self.idle_timeout_secs),
             heartbeat_stale_secs: over.heartbeat_stale_secs.or(self.heartbeat_stale_secs),
+            agent_log: over.agent_log.or(self.agent_log),
             sweep_interval_ms: over.sweep_interval_ms.or(self.sweep_interval_ms),
             wake_mode: over.wake_mode.or(self.wake_mode),
             container_user: over.container_user.or(self.container_user),
@@ -85,6 +96,10 @@ impl RawConfig {
             cpus: over.cpus.or(self.cpus),
             pids_limit: over.pids_limit.or(self.pids_limit),
             tmpfs_mb: over.tmpfs_mb.or(self.tmpfs_mb),
+            a2a_max_per_pair: over.a2a_max_per_pair.or(self.a2a_max_per_pair),
+            a2a_max_per_session: over.a2a_max_per_session.or(self.a2a_max_per_session),
+            a2a_window_secs: over.a2a_window_secs.or(self.a2a_window_secs),
+            approval_ttl_secs: over.approval_ttl_secs.or(self.approval_ttl_secs),
             model: RawModelConfig {
                 provider: over.model.provider.or(self.model.provider),
                 base_url: over.model.base_url.or(self.model.base_url),
@@ -159,6 +174,7 @@ impl RawConfig {
             max_containers: number("CRABPOT_MAX_CONTAINERS")?.map(|n| n as usize),
             idle_timeout_secs: number("CRABPOT_IDLE_TIMEOUT_SECS")?,
             heartbeat_stale_secs: number("CRABPOT_HEARTBEAT_STALE_SECS")?,
+            agent_log: text("CRABPOT_AGENT_LOG"),
             sweep_interval_ms: number("CRABPOT_SWEEP_INTERVAL_MS")?,
             wake_mode,
             container_user: text("CRABPOT_CONTAINER_USER"),
@@ -171,6 +187,10 @@ impl RawConfig {
                 .transpose()?,
             pids_limit: number("CRABPOT_PIDS_LIMIT")?.map(|n| n as i64),
             tmpfs_mb: number("CRABPOT_TMPFS_MB")?,
+            a2a_max_per_pair: number("CRABPOT_A2A_MAX_PER_PAIR")?.map(|n| n as usize),
+            a2a_max_per_session: number("CRABPOT_A2A_MAX_PER_SESSION")?.map(|n| n as usize),
+            a2a_window_secs: number("CRABPOT_A2A_WINDOW_SECS")?,
+            approval_ttl_secs: number("CRABPOT_APPROVAL_TTL_SECS")?,
             model: RawModelConfig {
                 provider,
                 base_url: text("CRABPOT_MODEL_BASE_URL"),
@@ -202,6 +222,8 @@ pub struct Config {
     pub max_containers: usize,
     pub idle_timeout: Duration,
     pub heartbeat_stale: Duration,
+    /// `RUST_LOG` of the agent-runner (default `info`).
+    pub agent_log: String,
     pub sweep_interval: Duration,
     pub wake_mode: WakeMode,
     /// `uid:gid` the container runs as; `None` = chosen at start (10001 when the host is root,
@@ -211,6 +233,8 @@ pub struct Config {
     /// `None` when no model is configured: the host still runs and says so in replies.
     pub model: Option<ModelUpstream>,
     pub max_output_tokens: u32,
+    pub a2a: A2aLimits,
+    pub approval_ttl: Duration,
 }
 
 impl Config {
@@ -261,6 +285,24 @@ impl Config {
                 format!("{sweep_ms} is below 50"),
             ));
         }
+        let default_a2a = A2aLimits::default();
+        let a2a = A2aLimits {
+            per_pair: raw.a2a_max_per_pair.unwrap_or(default_a2a.per_pair),
+            per_session: raw.a2a_max_per_session.unwrap_or(default_a2a.per_session),
+            window: raw
+                .a2a_window_secs
+                .map_or(default_a2a.window, Duration::from_secs),
+        };
+        if a2a.per_pair == 0 || a2a.per_session == 0 || a2a.window.is_zero() {
+            return Err(invalid(
+                "a2a_max_per_pair",
+                "agent-to-agent caps and window must be at least 1".into(),
+            ));
+        }
+        let approval_ttl_secs = raw.approval_ttl_secs.unwrap_or(7 * 24 * 3600);
+        if approval_ttl_secs == 0 {
+            return Err(invalid("approval_ttl_secs", "must be at least 1".into()));
+        }
         Ok(Config {
             data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             groups_dir: raw.groups_dir.unwrap_or_else(|| PathBuf::from("groups")),
@@ -269,6 +311,7 @@ impl Config {
             max_containers,
             idle_timeout: Duration::from_secs(raw.idle_timeout_secs.unwrap_or(600)),
             heartbeat_stale: Duration::from_secs(raw.heartbeat_stale_secs.unwrap_or(60)),
+            agent_log: raw.agent_log.clone().unwrap_or_else(|| "info".into()),
             sweep_interval: Duration::from_millis(sweep_ms),
             wake_mode: raw.wake_mode.unwrap_or(WakeMode::Events),
             container_user,
@@ -280,6 +323,8 @@ impl Config {
             },
             model,
             max_output_tokens: raw.model.max_output_tokens.unwrap_or(4096),
+            a2a,
+            approval_ttl: Duration::from_secs(approval_ttl_secs),
         })
     }
 }

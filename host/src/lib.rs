@@ -1,12 +1,13 @@
 //! The crabpot host: one daemon (`crabpot serve`) that routes chat messages into per-session
 //! SQLite files, runs one Docker container per session, proxies its model calls and delivers
-//! its replies, plus the client commands (`crabpot chat`, `crabpot status`) that talk to it.
+//! its replies, plus the client commands that talk to it: `crabpot chat`, `crabpot status` and
+//! the admin CLI `crabpot <resource> <verb>` ([`command`] over the [`admin`] API).
 //!
 //! Flow: a [`channels::Channel`] pushes an event into the [`router`], which writes a
 //! `messages_in` row through the [`session`] store and wakes the [`supervisor`]; the session's
 //! container calls the model through the [`proxy`] and writes `outbound.db`, which
-//! [`delivery`] validates and hands back to the channel. The [`sweep`] watches containers.
-//! Only [`runtime`] knows Docker.
+//! [`delivery`] validates, re-checks against the central DB, and hands to a channel or to
+//! another agent's session. The [`sweep`] watches containers. Only [`runtime`] knows Docker.
 
 pub mod admin;
 pub mod channels;

@@ -2,6 +2,7 @@
 //! library. Exit codes are listed in `crabpot --help`.
 
 use clap::Parser;
+use host::chat::ChatTarget;
 use host::command::{Cli, Command};
 use host::config::{Config, RawConfig};
 use std::process::ExitCode;
@@ -78,25 +79,36 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             };
             let socket = config.cli_socket();
-            let user = args.user.clone().unwrap_or_else(user);
+            let target = ChatTarget {
+                user: args.user.clone().unwrap_or_else(user),
+                chat: args.chat.clone(),
+                thread: args.thread.clone(),
+                is_group: args.group_chat,
+                is_mention: !args.no_mention,
+            };
             let result = match &args.message {
                 Some(text) => {
                     match host::chat::one_shot(
                         &socket,
-                        &user,
+                        &target,
                         text,
                         Duration::from_secs(args.timeout),
                     )
                     .await
                     {
                         Ok(turn) => {
-                            if args.json {
+                            if cli.json {
                                 println!("{}", serde_json::to_string(&turn).unwrap_or_default());
                             } else {
                                 for reply in &turn.replies {
                                     println!("{reply}");
                                 }
-                                if turn.replies.is_empty() {
+                                if !turn.held.is_empty() {
+                                    eprintln!(
+                                        "(your message awaits approval {}; see `crabpot approvals list`)",
+                                        turn.held.join(", ")
+                                    );
+                                } else if turn.replies.is_empty() {
                                     eprintln!("(the agent finished its turn without replying)");
                                 }
                             }
@@ -105,7 +117,7 @@ async fn run(cli: Cli) -> ExitCode {
                         Err(e) => Err(e),
                     }
                 }
-                None => host::chat::interactive(&socket, &user).await,
+                None => host::chat::interactive(&socket, &target).await,
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -115,41 +127,50 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Status(args) => {
+        command => {
             init_logging(false);
+            let name = command_name(command);
             let config = match load_config(&cli, RawConfig::default()) {
                 Ok(config) => config,
                 Err(e) => {
-                    eprintln!("crabpot status: {e:#}");
+                    eprintln!("crabpot {name}: {e:#}");
                     return ExitCode::from(1);
                 }
             };
-            match host::admin::get::<host::admin::Status>(&config.admin_socket(), "/v1/status")
-                .await
-            {
-                Ok(status) if args.json => {
-                    println!("{}", serde_json::to_string(&status).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Ok(status) => {
-                    println!("install     {}", status.install_id);
-                    println!("docker      {}", status.docker);
-                    println!("model       {}", status.model);
-                    println!(
-                        "containers  {} running, {} starting (cap {})",
-                        status.running.len(),
-                        status.starting,
-                        status.max_containers
-                    );
-                    println!("queue       {}", status.queued.len());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("crabpot status: {e}");
-                    ExitCode::from(e.exit_code())
+            let socket = config.admin_socket();
+            let result = match command {
+                Command::Status => host::command::admin::status(&socket, cli.json).await,
+                other => host::command::admin::run(&socket, cli.json, other)
+                    .await
+                    .unwrap_or(Ok(())),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(failure) => {
+                    eprintln!("crabpot {name}: {}", failure.message);
+                    ExitCode::from(failure.code)
                 }
             }
         }
+    }
+}
+
+/// The resource a command is about, for error messages.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Serve(_) => "serve",
+        Command::Chat(_) => "chat",
+        Command::Status => "status",
+        Command::Groups(_) => "groups",
+        Command::Chats(_) => "chats",
+        Command::Wirings(_) => "wirings",
+        Command::Destinations(_) => "destinations",
+        Command::Users(_) => "users",
+        Command::Roles(_) => "roles",
+        Command::Members(_) => "members",
+        Command::Sessions(_) => "sessions",
+        Command::Approvals(_) => "approvals",
+        Command::Dropped(_) => "dropped",
     }
 }
 

@@ -12,9 +12,10 @@ use crate::channels::{ChannelContext, Channels};
 use crate::config::Config;
 use crate::db::DbThread;
 use crate::db::central::{self, NewWiring, SessionMode};
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, DeliveryParts};
 use crate::proxy::{Proxy, UsageRecord};
-use crate::router::Router;
+use crate::router::plan::PlanSettings;
+use crate::router::{Router, RouterParts};
 use crate::runtime::{ContainerLimits, ContainerRuntime, DockerRuntime};
 use crate::session::SessionStore;
 use crate::supervisor::{Supervisor, SupervisorConfig, SupervisorParts};
@@ -141,6 +142,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
             groups_dir,
             idle_timeout: config.idle_timeout,
             heartbeat_stale: config.heartbeat_stale,
+            agent_log: config.agent_log.clone(),
             wake_mode: config.wake_mode,
             session_config: session_config.clone(),
         },
@@ -161,12 +163,18 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         Err(e) => tracing::warn!(error = %e, "could not adopt running containers"),
     }
 
-    let router = Router::new(
-        Arc::clone(&central),
-        Arc::clone(&sessions),
-        Arc::clone(&supervisor),
+    let router = Router::with_parts(RouterParts {
+        central: Arc::clone(&central),
+        sessions: Arc::clone(&sessions),
+        supervisor: Arc::clone(&supervisor),
         session_config,
-    );
+        settings: PlanSettings {
+            approval_ttl_ms: i64::try_from(config.approval_ttl.as_millis()).unwrap_or(i64::MAX),
+        },
+    });
+    let host_message_rx = router
+        .take_host_messages()
+        .context("the router's host messages were already taken")?;
     let cli_channel = CliChannel::new();
     let mut channels = Channels::default();
     channels.register(cli_channel.clone());
@@ -174,14 +182,15 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         crate::config::WakeMode::Events => config.sweep_interval,
         crate::config::WakeMode::Poll => Duration::from_secs(1),
     };
-    let delivery = Delivery::new(
-        Arc::clone(&sessions),
-        Arc::clone(&central),
-        Arc::clone(&supervisor),
+    let delivery = Delivery::new(DeliveryParts {
+        sessions: Arc::clone(&sessions),
+        central: Arc::clone(&central),
+        supervisor: Arc::clone(&supervisor),
         channels,
-        delivery_interval,
-    );
-    tasks.spawn(delivery.run(out_rx, notice_rx, root.clone()));
+        interval: delivery_interval,
+        a2a_limits: config.a2a,
+    });
+    tasks.spawn(delivery.run(out_rx, notice_rx, host_message_rx, root.clone()));
     tasks.spawn(crate::sweep::run(
         Arc::clone(&supervisor),
         config.sweep_interval,
@@ -195,6 +204,10 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         model: model_name,
         runtime: Arc::clone(&runtime),
         supervisor: Arc::clone(&supervisor),
+        central: Arc::clone(&central),
+        sessions: Arc::clone(&sessions),
+        router: Arc::clone(&router),
+        groups_dir: config.groups_dir.clone(),
     });
     tasks.spawn(admin.serve(admin_listener, tasks.clone(), root.clone()));
     let cli_listener = CliChannel::bind(&config.cli_socket())

@@ -368,6 +368,11 @@ impl HostProcess {
 impl Drop for HostProcess {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
+        if panicking {
+            // The runners' own logs say where a stuck turn stopped; read them before the
+            // host or the cleanup guard removes the containers.
+            print_container_logs(&self.install_id);
+        }
         if let Some(mut child) = self.child.take() {
             match child.try_wait() {
                 Ok(Some(status)) if !status.success() => {
@@ -395,6 +400,31 @@ impl Drop for HostProcess {
             }
         }
         // The fields drop next: the container cleanup guard, then the data dir.
+    }
+}
+
+/// Prints the last lines of `docker logs` of every container of an install (for failed tests).
+fn print_container_logs(install_id: &str) {
+    let listed = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label={INSTALL_LABEL}={install_id}"),
+        ])
+        .output();
+    let Ok(listed) = listed else { return };
+    for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+        if let Ok(logs) = Command::new("docker")
+            .args(["logs", "--timestamps", "--tail", "60", id])
+            .output()
+        {
+            eprintln!(
+                "---- docker logs {id} (install {install_id}) ----\n{}{}---- end of docker logs ----",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
+        }
     }
 }
 

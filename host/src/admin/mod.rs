@@ -1,37 +1,116 @@
-//! The admin API on `data/crabpot.sock` (HTTP over a unix socket, mode 0600) and its client.
-//! Today it answers `GET /v1/status`; the resource verbs of the admin CLI build on it.
+//! The admin API on `data/crabpot.sock` (HTTP over a unix socket, mode 0600): the server
+//! ([`Admin`]), its wire types ([`api`]) and the client the CLI uses ([`client`]).
+//!
+//! Every call is `POST /v1/<resource>/<verb>` with a JSON body; each resource has its own
+//! handler file (`groups`, `chats`, `wirings`, `destinations`, `people` for users, roles and
+//! members, `sessions`, `approvals`, `status` with dropped messages). Handlers run the
+//! central-DB work on its thread, then project destination changes into the affected
+//! sessions' `inbound.db` at once. Failures are [`AdminError`]s, sent as [`api::ApiError`].
 
+pub mod api;
+mod approvals;
+mod chats;
+pub mod client;
+mod destinations;
+mod groups;
+mod people;
+mod sessions;
+mod status;
+mod wirings;
+
+use crate::db::{DbError, DbThread};
+use crate::router::Router;
+use crate::router::approvals::DecideError;
 use crate::runtime::ContainerRuntime;
-use crate::supervisor::{Supervisor, SupervisorStatus};
+use crate::session::SessionStore;
+use crate::supervisor::Supervisor;
+use api::{ApiError, ErrorKind};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
+use rusqlite::Connection;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// What `crabpot status` shows.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Status {
-    pub install_id: String,
-    pub docker: String,
-    pub model: String,
-    pub running: Vec<String>,
-    pub starting: usize,
-    pub queued: Vec<String>,
-    pub max_containers: usize,
+pub use api::Status;
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Why an admin call failed; the kind decides the HTTP status and the CLI's exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Not retryable.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not retryable as is.
+    #[error("{0}")]
+    Invalid(String),
+    /// Not retryable as is.
+    #[error("{0}")]
+    Conflict(String),
+    /// Not retryable: the caller may not do this.
+    #[error("{0}")]
+    Refused(String),
+    /// Retryable when it was a busy database.
+    #[error("{0}")]
+    Internal(String),
 }
 
+impl AdminError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AdminError::NotFound(_) => ErrorKind::NotFound,
+            AdminError::Invalid(_) => ErrorKind::Invalid,
+            AdminError::Conflict(_) => ErrorKind::Conflict,
+            AdminError::Refused(_) => ErrorKind::Refused,
+            AdminError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<DbError> for AdminError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::NotFound { .. } => AdminError::NotFound(error.to_string()),
+            DbError::Conflict(message) => AdminError::Conflict(message),
+            DbError::Invalid(message) => AdminError::Invalid(message),
+            other => AdminError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<DecideError> for AdminError {
+    fn from(error: DecideError) -> Self {
+        match error {
+            DecideError::NotFound(_) => AdminError::NotFound(error.to_string()),
+            DecideError::Refused(message) => AdminError::Refused(message),
+            DecideError::Invalid(message) => AdminError::Invalid(message),
+            DecideError::Db(e) => e.into(),
+        }
+    }
+}
+
+type Reply = Result<serde_json::Value, AdminError>;
+
+/// The admin server's view of the daemon.
 pub struct Admin {
     pub install_id: String,
     pub model: String,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub supervisor: Arc<Supervisor>,
+    pub central: Arc<DbThread<Connection>>,
+    pub sessions: Arc<SessionStore>,
+    pub router: Arc<Router>,
+    /// Absolute path of `groups/`.
+    pub groups_dir: PathBuf,
 }
 
 /// Binds `data/crabpot.sock` with mode 0600, replacing a stale socket file.
@@ -73,72 +152,109 @@ impl Admin {
     }
 
     async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-        match (request.method().as_str(), request.uri().path()) {
-            ("GET", "/v1/status") => {
-                let docker = match self.runtime.version().await {
-                    Ok(v) => format!("{} (API {})", v.engine_version, v.negotiated_api_version),
-                    Err(e) => format!("unreachable: {e}"),
-                };
-                let SupervisorStatus {
-                    running,
-                    starting,
-                    queued,
-                    max_containers,
-                } = self.supervisor.status();
-                let status = Status {
-                    install_id: self.install_id.clone(),
-                    docker,
-                    model: self.model.clone(),
-                    running,
-                    starting,
-                    queued,
-                    max_containers,
-                };
-                json(StatusCode::OK, &status)
+        let method = request.method().as_str().to_owned();
+        let path = request.uri().path().to_owned();
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(e) => {
+                return error(AdminError::Invalid(format!(
+                    "cannot read the request body: {e}"
+                )));
             }
-            _ => json(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": "no such admin endpoint"}),
-            ),
+        };
+        let body: serde_json::Value = if body.is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(value) => value,
+                Err(e) => {
+                    return error(AdminError::Invalid(format!(
+                        "the request body is not JSON: {e}"
+                    )));
+                }
+            }
+        };
+        let Some(route) = path.strip_prefix("/v1/") else {
+            return error(no_endpoint(&method, &path));
+        };
+        let (resource, verb) = route.split_once('/').unwrap_or((route, "show"));
+        let result = match (method.as_str(), resource) {
+            ("GET" | "POST", "status") => status::status(self).await,
+            ("POST", "groups") => groups::handle(self, verb, body).await,
+            ("POST", "chats") => chats::handle(self, verb, body).await,
+            ("POST", "wirings") => wirings::handle(self, verb, body).await,
+            ("POST", "destinations") => destinations::handle(self, verb, body).await,
+            ("POST", "users" | "roles" | "members") => {
+                people::handle(self, resource, verb, body).await
+            }
+            ("POST", "sessions") => sessions::handle(self, verb, body).await,
+            ("POST", "approvals") => approvals::handle(self, verb, body).await,
+            ("POST", "dropped") => status::dropped(self, verb, body).await,
+            _ => Err(no_endpoint(&method, &path)),
+        };
+        match result {
+            Ok(value) => json(StatusCode::OK, &value),
+            Err(e) => error(e),
         }
     }
+
+    /// Runs `f` on the central DB's thread inside one transaction.
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, AdminError> {
+        Ok(self
+            .central
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })
+            .await?)
+    }
+}
+
+fn no_endpoint(method: &str, path: &str) -> AdminError {
+    AdminError::NotFound(format!("no admin endpoint {method} {path}"))
+}
+
+fn unknown_verb(resource: &str, verb: &str) -> AdminError {
+    AdminError::NotFound(format!("no admin endpoint for `{resource} {verb}`"))
+}
+
+/// Parses a request body into the verb's request type.
+fn parse<T: DeserializeOwned>(body: serde_json::Value) -> Result<T, AdminError> {
+    serde_json::from_value(body).map_err(|e| AdminError::Invalid(format!("bad request: {e}")))
+}
+
+/// Serialises an answer.
+fn to_value(value: &impl Serialize) -> Reply {
+    serde_json::to_value(value).map_err(|e| AdminError::Internal(e.to_string()))
 }
 
 fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
-/// Client: `GET path` on the admin socket, parsed as `T`.
-pub async fn get<T: for<'de> Deserialize<'de>>(
-    socket: &Path,
-    path: &str,
-) -> Result<T, crate::chat::ChatError> {
-    use crate::chat::ChatError;
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|source| ChatError::NotRunning {
-            path: socket.display().to_string(),
-            source,
-        })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ChatError::Io(std::io::Error::other(e)))?;
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header("host", "crabpot")
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| ChatError::Refused(e.to_string()))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| ChatError::Io(std::io::Error::other(e)))?;
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ChatError::Io(std::io::Error::other(e)))?;
-    serde_json::from_slice(&body.to_bytes()).map_err(|e| ChatError::Refused(e.to_string()))
+fn error(error: AdminError) -> Response<Full<Bytes>> {
+    let kind = error.kind();
+    let status = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(
+        status,
+        &ApiError {
+            kind,
+            error: error.to_string(),
+        },
+    )
 }

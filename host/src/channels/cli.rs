@@ -1,9 +1,13 @@
 //! The `cli` channel: the local terminal over `data/cli.sock` (mode 0600), used by
-//! `crabpot chat`. One chat, `cli/local`; every connected terminal sees its replies.
+//! `crabpot chat`. Its default chat is `cli/local`, a direct chat; a client may name any other
+//! chat of channel `cli` (a `platform_id`, a thread, a group chat with mentions, a sender),
+//! which lets tests and scripts play a chat platform speaking this protocol. Every connected
+//! client sees every reply, each line naming its chat.
 //!
 //! Wire format: one JSON object per line. Client to host: [`ClientLine`]. Host to client:
-//! [`ServerLine`] — `accepted` once the message is durable, `reply` for each delivered
-//! message, `turn_complete` when the agent has finished with a message, `error`.
+//! [`ServerLine`] — `accepted` once the message is durable (or held for an approval, or a
+//! decision was taken), `reply` for each delivered message, `turn_complete` when the agent has
+//! finished with a message, `error`.
 
 use super::{Capabilities, Channel, ChannelContext, ChannelError, ChatAddress, OutgoingMessage};
 use crate::router::InboundEvent;
@@ -24,11 +28,37 @@ pub const CHANNEL_TYPE: &str = "cli";
 /// The one chat of the terminal.
 pub const PLATFORM_ID: &str = "local";
 
-/// A line from `crabpot chat`.
+/// A line from `crabpot chat` (or a script playing a platform).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientLine {
-    Message { text: String, user: String },
+    Message {
+        text: String,
+        /// The sender's handle; the sender id is `cli:<user>`.
+        user: String,
+        /// The chat's platform id (default `local`, the terminal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chat: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<String>,
+        /// A group chat (default: a direct chat).
+        #[serde(default, skip_serializing_if = "is_false")]
+        is_group: bool,
+        /// Whether the message mentions the agent (default: true).
+        #[serde(default = "default_true")]
+        is_mention: bool,
+        /// The platform's id for this message (default: a fresh one); a repeat is stored once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+    },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// A line to `crabpot chat`.
@@ -36,19 +66,39 @@ pub enum ClientLine {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerLine {
     Accepted {
+        /// Rows that wake an agent: each gets a `turn_complete`.
         message_ids: Vec<String>,
+        /// Rows stored as context only (they ride along with the agent's next turn).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        context_ids: Vec<String>,
+        /// Approvals holding the message.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        held: Vec<String>,
+        /// The answer to an approval decision typed in a DM.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decision: Option<String>,
     },
     Reply {
         seq: i64,
         text: String,
         files: Vec<String>,
+        #[serde(default = "default_platform_id")]
+        platform_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<String>,
     },
     TurnComplete {
         message_id: String,
+        #[serde(default = "default_platform_id")]
+        platform_id: String,
     },
     Error {
         message: String,
     },
+}
+
+fn default_platform_id() -> String {
+    PLATFORM_ID.to_owned()
 }
 
 /// The terminal adapter.
@@ -148,39 +198,7 @@ impl CliChannel {
                 Err(e) => ServerLine::Error {
                     message: format!("not a valid cli message: {e}"),
                 },
-                Ok(ClientLine::Message { text, user }) => {
-                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    let event = InboundEvent {
-                        channel_type: CHANNEL_TYPE.into(),
-                        platform_id: PLATFORM_ID.into(),
-                        thread_id: None,
-                        platform_message_id: format!(
-                            "cli-in-{}-{id}",
-                            uuid::Uuid::now_v7().simple()
-                        ),
-                        sender: Sender {
-                            id: format!("cli:{user}"),
-                            name: Some(user),
-                        },
-                        text,
-                        attachments: Vec::new(),
-                        is_mention: true,
-                        is_group: false,
-                        chat_name: Some("terminal".into()),
-                    };
-                    match context.push(event).await {
-                        Ok(routed) if routed.is_empty() => ServerLine::Error {
-                            message: "the message reached no agent (see `crabpot dropped list`)"
-                                .into(),
-                        },
-                        Ok(routed) => ServerLine::Accepted {
-                            message_ids: routed.iter().map(|r| r.message_id.to_string()).collect(),
-                        },
-                        Err(e) => ServerLine::Error {
-                            message: e.to_string(),
-                        },
-                    }
-                }
+                Ok(line) => self.accept(line, &context).await,
             };
             if tx.send(answer).is_err() {
                 break;
@@ -188,6 +206,72 @@ impl CliChannel {
         }
         drop(tx);
         writer.abort();
+    }
+
+    /// Routes one client message and says what became of it.
+    async fn accept(&self, line: ClientLine, context: &ChannelContext) -> ServerLine {
+        let ClientLine::Message {
+            text,
+            user,
+            chat,
+            thread,
+            is_group,
+            is_mention,
+            message_id,
+        } = line;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let platform_id = chat.unwrap_or_else(|| PLATFORM_ID.into());
+        let chat_name = (platform_id == PLATFORM_ID).then(|| "terminal".to_owned());
+        let event = InboundEvent {
+            channel_type: CHANNEL_TYPE.into(),
+            platform_id,
+            thread_id: thread,
+            platform_message_id: message_id
+                .unwrap_or_else(|| format!("cli-in-{}-{id}", uuid::Uuid::now_v7().simple())),
+            sender: Sender {
+                id: format!("cli:{user}"),
+                name: Some(user),
+            },
+            text,
+            attachments: Vec::new(),
+            is_mention,
+            is_group,
+            chat_name,
+        };
+        match context.push(event).await {
+            Ok(outcome)
+                if outcome.routed.is_empty()
+                    && outcome.held.is_empty()
+                    && outcome.decision.is_none() =>
+            {
+                let why = if outcome.dropped.is_empty() {
+                    "a repeat of a message already stored".to_owned()
+                } else {
+                    outcome.dropped.join("; ")
+                };
+                ServerLine::Error {
+                    message: format!(
+                        "the message reached no agent: {why} (see `crabpot dropped list`)"
+                    ),
+                }
+            }
+            Ok(outcome) => {
+                let (triggers, context_rows): (Vec<_>, Vec<_>) =
+                    outcome.routed.iter().partition(|r| r.trigger);
+                ServerLine::Accepted {
+                    message_ids: triggers.iter().map(|r| r.message_id.to_string()).collect(),
+                    context_ids: context_rows
+                        .iter()
+                        .map(|r| r.message_id.to_string())
+                        .collect(),
+                    held: outcome.held,
+                    decision: outcome.decision,
+                }
+            }
+            Err(e) => ServerLine::Error {
+                message: e.to_string(),
+            },
+        }
     }
 }
 
@@ -209,7 +293,7 @@ impl Channel for CliChannel {
 
     fn deliver<'a>(
         &'a self,
-        _to: &'a ChatAddress,
+        to: &'a ChatAddress,
         message: &'a OutgoingMessage,
     ) -> BoxFuture<'a, Result<String, ChannelError>> {
         Box::pin(async move {
@@ -234,7 +318,7 @@ impl Channel for CliChannel {
                         .collect();
                     format!("{title}\n{question}\n{}", numbered.join("\n"))
                 }
-                OutboundContent::Progress { items } => items
+                OutboundContent::Progress { items, .. } => items
                     .iter()
                     .map(|i| format!("[{}] {}", i.status, i.text))
                     .collect::<Vec<_>>()
@@ -254,6 +338,8 @@ impl Channel for CliChannel {
                 seq: message.seq.0,
                 text,
                 files,
+                platform_id: to.platform_id.clone(),
+                thread_id: to.thread_id.clone(),
             });
             Ok(format!(
                 "cli-{}",
@@ -264,12 +350,13 @@ impl Channel for CliChannel {
 
     fn turn_complete<'a>(
         &'a self,
-        _to: &'a ChatAddress,
+        to: &'a ChatAddress,
         message_id: &'a MessageId,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.broadcast(&ServerLine::TurnComplete {
                 message_id: message_id.to_string(),
+                platform_id: to.platform_id.clone(),
             });
         })
     }

@@ -3,11 +3,12 @@
 //!
 //! Adapters push [`crate::router::InboundEvent`]s into the router (through a
 //! [`ChannelContext`]) and take replies back through [`Channel::deliver`], which returns the
-//! platform's message id. The first adapter is [`cli`], the local terminal.
+//! platform's message id. The first adapter is [`cli`], the local terminal. The host's own
+//! messages to chats (approval requests) are [`HostMessage`]s, delivered the same way.
 
 pub mod cli;
 
-use crate::router::{InboundEvent, RouteError, RoutedMessage, Router};
+use crate::router::{InboundEvent, RouteError, RouteOutcome, Router};
 use crate::runtime::BoxFuture;
 use protocol::{MessageId, OutboundContent, Seq};
 use std::collections::HashMap;
@@ -33,6 +34,13 @@ pub struct OutgoingMessage {
     pub files: Vec<PathBuf>,
     /// For edits and reactions: the platform id of the message they target.
     pub target_platform_message_id: Option<String>,
+}
+
+/// A message from the host itself (an approval request, the answer to a decision) to a chat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostMessage {
+    pub to: ChatAddress,
+    pub text: String,
 }
 
 /// What a platform can do; the bridge degrades around what it cannot.
@@ -99,8 +107,8 @@ impl ChannelContext {
 
     /// Routes an event; when this returns `Ok`, the message is durable and the platform may
     /// be told so.
-    pub async fn push(&self, event: InboundEvent) -> Result<Vec<RoutedMessage>, RouteError> {
-        self.router.route(event).await
+    pub async fn push(&self, event: InboundEvent) -> Result<RouteOutcome, RouteError> {
+        self.router.route_event(event).await
     }
 }
 

@@ -1,6 +1,15 @@
-//! The command line of `crabpot`: [`Cli`] and its subcommands (clap derive). Parsing only;
-//! each command's work lives in its own module.
+//! The command line of `crabpot`: [`Cli`] and its subcommands (clap derive). `serve`, `chat`
+//! and `status`, and the admin resources, each `crabpot <resource> <verb>`: groups, chats,
+//! wirings, destinations, users, roles, members, sessions, approvals, dropped. Parsing lives
+//! here; [`admin`] runs the admin verbs against the host and renders their answers ([`table`]
+//! for people, `--json` for scripts).
 
+pub mod admin;
+pub mod table;
+
+use crate::db::central::{
+    EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode, UnknownSenderPolicy,
+};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -10,7 +19,11 @@ Exit codes:
   1  error (the message says what failed)
   2  bad command-line arguments
   3  the host is not running (no socket to connect to)
-  4  no reply within --timeout";
+  4  no reply within --timeout
+  5  not found (an unknown id or name)
+  6  invalid input (e.g. a bad regex, a bad value)
+  7  conflict (e.g. a name already taken, already wired)
+  8  refused (e.g. not an approver, the approval is closed)";
 
 /// crabpot: one sandboxed AI agent per conversation.
 #[derive(Debug, Parser)]
@@ -22,6 +35,9 @@ pub struct Cli {
     /// A crabpot.toml to read (default: ./crabpot.toml when it exists).
     #[arg(long, global = true, env = "CRABPOT_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -30,10 +46,40 @@ pub struct Cli {
 pub enum Command {
     /// Run the host daemon.
     Serve(ServeArgs),
-    /// Chat with the `main` agent from this terminal.
+    /// Chat with an agent from this terminal (default: the `main` agent in cli/local).
     Chat(ChatArgs),
-    /// Show the running host: Docker, containers, queue.
-    Status(StatusArgs),
+    /// Show the running host: Docker, containers, queue, open approvals.
+    Status,
+    /// Agent groups: each has a folder under groups/ with its AGENT.md.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Groups(GroupsCommand),
+    /// Chats (messaging groups), named by id or CHANNEL/PLATFORM_ID.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Chats(ChatsCommand),
+    /// Wirings: which chats reach which agent groups, and how.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Wirings(WiringsCommand),
+    /// Destinations: where an agent group may send, by name (chats or other agents).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Destinations(DestinationsCommand),
+    /// Users: platform identities, CHANNEL:HANDLE (e.g. cli:alice).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Users(UsersCommand),
+    /// Roles: owner (global) and admin (global or of one agent group).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Roles(RolesCommand),
+    /// Members: who an agent group knows.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Members(MembersCommand),
+    /// Sessions: one conversation each, with its own container.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Sessions(SessionsCommand),
+    /// Approvals: unknown senders and unwired chats waiting for a decision.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Approvals(ApprovalsCommand),
+    /// Dropped messages: what was not delivered, and why.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Dropped(DroppedCommand),
 }
 
 #[derive(Debug, Args)]
@@ -61,17 +107,277 @@ pub struct ChatArgs {
     /// With --message: seconds to wait for the turn to finish.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
-    /// Who you are in the chat (default: $USER).
+    /// Who you are in the chat (default: $USER); your sender id is cli:USER.
     #[arg(long)]
     pub user: Option<String>,
-    /// With --message: print one JSON document on stdout.
+    /// The chat's platform id under channel `cli` (default: local, the terminal).
     #[arg(long)]
-    pub json: bool,
+    pub chat: Option<String>,
+    /// A thread of the chat.
+    #[arg(long)]
+    pub thread: Option<String>,
+    /// Speak as in a group chat (only mentions engage mention wirings).
+    #[arg(long)]
+    pub group_chat: bool,
+    /// With --group-chat: the message does not mention the agent.
+    #[arg(long)]
+    pub no_mention: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Print one JSON document on stdout.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LimitArgs {
+    /// Memory limit of the group's containers, in MB.
     #[arg(long)]
-    pub json: bool,
+    pub memory_mb: Option<i64>,
+    /// CPUs of the group's containers.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Most processes in one of the group's containers.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// List agent groups.
+    List,
+    /// Show a group with its wirings, destinations, members and sessions.
+    Show { id: String },
+    /// Create a group and its folder groups/FOLDER/ (with an AGENT.md unless one exists).
+    Create {
+        /// The folder under groups/, which is also the group's id.
+        folder: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The group's instructions, written to AGENT.md.
+        #[arg(long)]
+        instructions: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Rename a group or change its container limits.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Delete a group with its wirings, destinations and sessions (its files stay on disk).
+    Delete { id: String },
+    /// Stop the group's running containers; they start again, fresh, when needed.
+    Restart { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChatsCommand {
+    /// List chats.
+    List,
+    /// Show a chat with its wirings and sessions.
+    Show { chat: String },
+    /// Register a chat ahead of its first message.
+    Create {
+        channel_type: String,
+        platform_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// A group chat (not a direct chat).
+        #[arg(long)]
+        group_chat: bool,
+        /// What happens to senders the agent group does not know: strict, request_approval, public.
+        #[arg(long)]
+        unknown_senders: Option<UnknownSenderPolicy>,
+    },
+    /// Change a chat's name, kind or unknown-sender policy.
+    Update {
+        chat: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// true for a group chat, false for a direct chat.
+        #[arg(long)]
+        group_chat: Option<bool>,
+        /// strict, request_approval or public.
+        #[arg(long)]
+        unknown_senders: Option<UnknownSenderPolicy>,
+    },
+    /// Delete a chat with its wirings and the destinations naming it.
+    Delete { chat: String },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct WiringSettingsArgs {
+    /// shared (one session per chat), per-thread, or agent-shared (one for the group).
+    #[arg(long)]
+    pub session_mode: Option<SessionMode>,
+    /// pattern, mention (default) or mention-sticky.
+    #[arg(long)]
+    pub engage: Option<EngageMode>,
+    /// The regex of engage mode pattern ('.*' engages on every message).
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// all (default) or known senders only.
+    #[arg(long)]
+    pub sender_scope: Option<SenderScope>,
+    /// What happens to messages that do not engage: drop (default) or accumulate (kept as
+    /// context for the next turn).
+    #[arg(long)]
+    pub ignored: Option<IgnoredMessagePolicy>,
+    /// Higher goes first when a message fans out to several groups.
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WiringsCommand {
+    /// List wirings, optionally of one chat or group.
+    List {
+        #[arg(long)]
+        chat: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Wire a chat to an agent group (and give the group a destination for the chat).
+    Create {
+        chat: String,
+        group: String,
+        /// The destination name the group uses for the chat (default: from the chat's name).
+        #[arg(long)]
+        destination: Option<String>,
+        #[command(flatten)]
+        settings: WiringSettingsArgs,
+    },
+    /// Change a wiring's settings.
+    Update {
+        id: String,
+        #[command(flatten)]
+        settings: WiringSettingsArgs,
+    },
+    /// Unwire (the group's destination for the chat stays; remove it separately).
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationsCommand {
+    /// List destinations, optionally of one group.
+    List {
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Let GROUP send to a chat (--chat, optionally --thread) or another group (--agent) as NAME.
+    Add {
+        group: String,
+        name: String,
+        #[arg(long, conflicts_with = "agent")]
+        chat: Option<String>,
+        #[arg(long, requires = "chat")]
+        thread: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Take a destination away.
+    Remove { group: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List users.
+    List,
+    /// Create a user, e.g. `crabpot users create cli:alice --dm cli/dm:alice`.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Where approvals reach the user: CHANNEL/PLATFORM_ID.
+        #[arg(long)]
+        dm: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolesCommand {
+    /// List role grants.
+    List,
+    /// Grant owner (global) or admin (global, or --group).
+    Grant {
+        user: String,
+        role: String,
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Revoke a role.
+    Revoke {
+        user: String,
+        role: String,
+        #[arg(long)]
+        group: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// List members, optionally of one group.
+    List {
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Make a user a member of a group (the user is created if needed).
+    Add { group: String, user: String },
+    /// Remove a member.
+    Remove { group: String, user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions, optionally of one group.
+    List {
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Show a session with its container state and usage.
+    Show { id: String },
+    /// Stop the session's container (the next message starts a fresh one).
+    Stop { id: String },
+    /// Forget the conversation: container, files and session go.
+    Reset { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// List open approvals (--all: decided and expired ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show an approval with its decision log.
+    Show { id: String },
+    /// Approve: a sender becomes a member; a chat is wired to --group. Held messages replay.
+    Approve {
+        id: String,
+        /// For a chat registration: the agent group to wire the chat to.
+        #[arg(long)]
+        group: Option<String>,
+        /// Decide as this user (checked against the approvers) instead of as the operator.
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+    },
+    /// Deny: the held messages are dropped.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Decide as this user (checked against the approvers) instead of as the operator.
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DroppedCommand {
+    /// The most recent drops first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }

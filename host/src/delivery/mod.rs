@@ -11,22 +11,30 @@
 //! attempt the row is `failed` and the agent is told with a `system` row. Finished acks are
 //! copied into `messages_in`, and the channel hears that the turn is complete.
 //!
+//! Where a row goes is decided in `route`; rows to another agent are written into its
+//! session by [`a2a`], within its loop caps; host notices and the agent's own `system` rows
+//! are in `notices`.
+//!
 //! Passes run one at a time in [`Delivery::run`], woken by `out/` file events, by notices,
-//! and by a periodic tick over running sessions.
+//! by host messages, and by a periodic tick over running sessions.
 
-use crate::channels::{Channels, ChatAddress, OutgoingMessage};
+pub mod a2a;
+mod chat;
+mod notices;
+mod route;
+
+use crate::channels::{Channels, HostMessage};
 use crate::db::central::{self, DropRecord};
 use crate::db::{DbError, DbThread};
 use crate::session::{SessionRef, SessionStore};
 use crate::supervisor::{Notice, Supervisor};
+use a2a::{A2aLimits, LoopGuard};
 use protocol::rows::DeliveryStatus;
-use protocol::{
-    AckStatus, DestinationType, InboundContent, InboundStatus, MessageId, NewInboundRow,
-    OutboundContent, OutboundKind, OutboundRow, Seq, Writer,
-};
+use protocol::{MessageId, OutboundContent, OutboundKind, OutboundRow, Seq, Writer};
+use route::Route;
 use rusqlite::Connection;
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -55,32 +63,49 @@ pub struct Delivery {
     central: Arc<DbThread<Connection>>,
     supervisor: Arc<Supervisor>,
     channels: Channels,
-    cursors: std::sync::Mutex<HashMap<protocol::SessionId, Cursor>>,
+    cursors: Mutex<HashMap<protocol::SessionId, Cursor>>,
     interval: Duration,
+    loop_guard: Mutex<LoopGuard>,
 }
 
-/// Why one row was not delivered: refused (bad or unauthorised) or failed at the platform.
+/// What delivery needs.
+pub struct DeliveryParts {
+    pub sessions: Arc<SessionStore>,
+    pub central: Arc<DbThread<Connection>>,
+    pub supervisor: Arc<Supervisor>,
+    pub channels: Channels,
+    /// How often running sessions are swept even without file events.
+    pub interval: Duration,
+    pub a2a_limits: A2aLimits,
+}
+
+/// What became of one row: delivered (or failed for good, which is final too), deferred to a
+/// later pass, or refused (bad or unauthorised; `tell` = say so to the agent).
 enum RowOutcome {
     Delivered,
     Deferred,
-    Refused(String),
+    Refused { reason: String, tell: bool },
+}
+
+impl RowOutcome {
+    fn refused(reason: impl Into<String>) -> Self {
+        RowOutcome::Refused {
+            reason: reason.into(),
+            tell: true,
+        }
+    }
 }
 
 impl Delivery {
-    pub fn new(
-        sessions: Arc<SessionStore>,
-        central: Arc<DbThread<Connection>>,
-        supervisor: Arc<Supervisor>,
-        channels: Channels,
-        interval: Duration,
-    ) -> Arc<Self> {
+    pub fn new(parts: DeliveryParts) -> Arc<Self> {
         Arc::new(Self {
-            sessions,
-            central,
-            supervisor,
-            channels,
+            sessions: parts.sessions,
+            central: parts.central,
+            supervisor: parts.supervisor,
+            channels: parts.channels,
             cursors: Default::default(),
-            interval,
+            interval: parts.interval,
+            loop_guard: Mutex::new(LoopGuard::new(parts.a2a_limits)),
         })
     }
 
@@ -89,6 +114,7 @@ impl Delivery {
         self: Arc<Self>,
         mut out_changed: mpsc::UnboundedReceiver<SessionRef>,
         mut notices: mpsc::UnboundedReceiver<Notice>,
+        mut host_messages: mpsc::UnboundedReceiver<HostMessage>,
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(self.interval);
@@ -105,6 +131,7 @@ impl Delivery {
                     for session in batch { self.pass(&session).await; }
                 }
                 Some(notice) = notices.recv() => self.notify(notice).await,
+                Some(message) = host_messages.recv() => self.send_host_message(message).await,
                 _ = tick.tick() => {
                     for session in self.supervisor.running_sessions() { self.pass(&session).await; }
                 }
@@ -189,8 +216,14 @@ impl Delivery {
                         .id
                         .clone()
                         .unwrap_or_else(|| format!("rowid:{}", bad.rowid));
-                    self.refuse(session, &MessageId::new(id), bad.seq.map(Seq), &bad.reason)
-                        .await;
+                    self.refuse(
+                        session,
+                        &MessageId::new(id),
+                        bad.seq.map(Seq),
+                        &bad.reason,
+                        true,
+                    )
+                    .await;
                     (bad.seq.map(Seq), true)
                 }
                 Ok(row) => {
@@ -206,15 +239,17 @@ impl Delivery {
                     if final_state {
                         (Some(seq), true)
                     } else if let Some(reason) = invalid_order(&row, last_seq) {
-                        self.refuse(session, &row.id, Some(seq), &reason).await;
+                        self.refuse(session, &row.id, Some(seq), &reason, true)
+                            .await;
                         (Some(seq), true)
                     } else {
                         let attempts = states.get(&row.id).map_or(0, |(_, attempts)| *attempts);
                         match self.handle_row(session, &row, attempts).await {
                             RowOutcome::Delivered => (Some(seq), true),
                             RowOutcome::Deferred => (Some(seq), false),
-                            RowOutcome::Refused(reason) => {
-                                self.refuse(session, &row.id, Some(seq), &reason).await;
+                            RowOutcome::Refused { reason, tell } => {
+                                self.refuse(session, &row.id, Some(seq), &reason, tell)
+                                    .await;
                                 (Some(seq), true)
                             }
                         }
@@ -247,11 +282,11 @@ impl Delivery {
         attempts: i64,
     ) -> RowOutcome {
         let Some(kind) = OutboundKind::parse(&row.kind) else {
-            return RowOutcome::Refused(format!("unknown kind {:?}", row.kind));
+            return RowOutcome::refused(format!("unknown kind {:?}", row.kind));
         };
         let content = match OutboundContent::parse(kind, &row.content) {
             Ok(content) => content,
-            Err(e) => return RowOutcome::Refused(e.to_string()),
+            Err(e) => return RowOutcome::refused(e.to_string()),
         };
         let now = protocol::time::now_ms();
         if row.deliver_after.is_some_and(|at| at > now) {
@@ -264,151 +299,39 @@ impl Delivery {
             return RowOutcome::Deferred;
         }
         if let OutboundContent::System { action, .. } = &content {
-            return RowOutcome::Refused(format!("unknown system action {action:?}"));
+            return RowOutcome::refused(format!("unknown system action {action:?}"));
         }
-        let address = match self
-            .resolve_destination(session, row.destination.as_deref())
+        let route = match self
+            .route(
+                session,
+                row.destination.as_deref(),
+                row.in_reply_to.as_ref(),
+            )
             .await
         {
-            Ok(address) => address,
-            Err(reason) => return RowOutcome::Refused(reason),
+            Ok(route) => route,
+            Err(reason) => return RowOutcome::refused(reason),
         };
-        let Some(channel) = self.channels.get(&address.channel_type).cloned() else {
-            return RowOutcome::Refused(format!(
-                "no channel adapter for {:?}",
-                address.channel_type
-            ));
-        };
-        let files = match &content {
-            OutboundContent::Message(m) => {
-                let outbox = self.sessions.paths(session).outbox(row.id.as_str());
-                m.files.iter().map(|f| outbox.join(f)).collect()
-            }
-            _ => Vec::new(),
-        };
-        let target_seq = match &content {
-            OutboundContent::Edit { target_seq, .. }
-            | OutboundContent::Reaction { target_seq, .. } => Some(*target_seq),
-            _ => None,
-        };
-        let (id, seq) = (row.id.clone(), row.seq);
-        let target_platform_message_id = self
-            .sessions
-            .with_inbound(session, move |tx, _| {
-                protocol::inbound::record_delivery(
-                    tx,
-                    &id,
-                    seq,
-                    DeliveryStatus::Sending,
-                    None,
-                    None,
-                )?;
-                Ok(match target_seq {
-                    Some(target) => protocol::inbound::platform_message_id_of(tx, target)?,
-                    None => None,
-                })
-            })
-            .await;
-        let target_platform_message_id = match target_platform_message_id {
-            Ok(value) => value,
-            Err(e) => {
-                tracing::warn!(error = %e, "recording sending failed");
-                return RowOutcome::Deferred;
-            }
-        };
-        let pieces = match &content {
-            OutboundContent::Message(m) => {
-                crate::channels::split_text(&m.text, channel.capabilities().max_text_chars)
-            }
-            _ => vec![String::new()],
-        };
-        let mut result = Ok(String::new());
-        for (index, piece) in pieces.iter().enumerate() {
-            let piece_content = match &content {
-                OutboundContent::Message(m) => OutboundContent::Message(protocol::MessageContent {
-                    text: piece.clone(),
-                    files: if index == 0 {
-                        m.files.clone()
-                    } else {
-                        Vec::new()
-                    },
-                }),
-                other => other.clone(),
-            };
-            let message = OutgoingMessage {
-                id: row.id.clone(),
-                seq: row.seq,
-                content: piece_content,
-                files: if index == 0 {
-                    files.clone()
-                } else {
-                    Vec::new()
-                },
-                target_platform_message_id: target_platform_message_id.clone(),
-            };
-            result = channel.deliver(&address, &message).await;
-            if result.is_err() {
-                break;
-            }
-        }
-        let attempts = attempts + 1;
-        let (id, seq) = (row.id.clone(), row.seq);
-        match result {
-            Ok(platform_id) => {
-                let _ = self
-                    .sessions
-                    .with_inbound(session, move |tx, _| {
-                        Ok(protocol::inbound::record_delivery(
-                            tx,
-                            &id,
-                            seq,
-                            DeliveryStatus::Delivered,
-                            Some(&platform_id),
-                            None,
-                        )?)
-                    })
+        let address = match (route, &content) {
+            (Route::Chat(address), _) => address,
+            (Route::Agent { agent_group }, OutboundContent::Message(message)) => {
+                return self
+                    .send_to_agent(session, row, message, Some(agent_group), None)
                     .await;
-                self.supervisor.touch(&session.id);
-                RowOutcome::Delivered
             }
-            Err(e) if e.is_retryable() && attempts < MAX_ATTEMPTS => {
-                let backoff = Duration::from_millis(500 * (1 << attempts.min(6)));
-                tracing::warn!(session_id = %session.id, %seq, error = %e, ?backoff, "delivery failed; will retry");
-                let mut cursors = self
-                    .cursors
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                cursors
-                    .entry(session.id.clone())
-                    .or_default()
-                    .retry_at
-                    .insert(row.id.clone(), Instant::now() + backoff);
-                RowOutcome::Deferred
+            (Route::Return { session: asking }, OutboundContent::Message(message)) => {
+                return self
+                    .send_to_agent(session, row, message, None, Some(asking))
+                    .await;
             }
-            Err(e) => {
-                let error = e.to_string();
-                tracing::warn!(session_id = %session.id, %seq, %error, "delivery failed for good");
-                let text = format!(
-                    "delivery of your message seq {seq} failed after {attempts} attempt(s): {error}"
+            (Route::Agent { .. } | Route::Return { .. }, _) => {
+                return RowOutcome::refused(
+                    "only plain messages (text and files) can be sent to another agent",
                 );
-                let _ = self
-                    .sessions
-                    .with_inbound(session, move |tx, _| {
-                        protocol::inbound::record_delivery(
-                            tx,
-                            &id,
-                            seq,
-                            DeliveryStatus::Failed,
-                            None,
-                            Some(&error),
-                        )?;
-                        Ok(())
-                    })
-                    .await;
-                self.tell_agent(session, text).await;
-                RowOutcome::Delivered
             }
-        }
+        };
+        self.deliver_to_chat(session, row, &content, address, attempts)
+            .await
     }
 
     fn retry_at(&self, session: &SessionRef, id: &MessageId) -> Option<Instant> {
@@ -421,53 +344,16 @@ impl Delivery {
             .and_then(|c| c.retry_at.get(id).copied())
     }
 
-    /// The chat a row goes to, decided from the central DB alone.
-    async fn resolve_destination(
+    /// Refuses a row: logs the reason, records it as dropped, and (when `tell`) tells the
+    /// agent with a `system` row.
+    async fn refuse(
         &self,
         session: &SessionRef,
-        name: Option<&str>,
-    ) -> Result<ChatAddress, String> {
-        let session_id = session.id.clone();
-        let group = session.agent_group.clone();
-        let name = name.map(str::to_owned);
-        let resolved = self
-            .central
-            .call(move |conn| -> Result<Result<ChatAddress, String>, DbError> {
-                let Some(name) = name else {
-                    let stored = central::session(conn, &session_id)?;
-                    let Some(chat_id) = stored.messaging_group_id else {
-                        return Ok(Err("the session has no origin chat".into()));
-                    };
-                    let chat = central::messaging_group(conn, &chat_id)?;
-                    return Ok(Ok(ChatAddress {
-                        channel_type: chat.channel_type,
-                        platform_id: chat.platform_id,
-                        thread_id: stored.thread_id,
-                    }));
-                };
-                let destinations = central::destinations_for(conn, &group)?;
-                let Some(destination) = destinations.into_iter().find(|d| d.name == name) else {
-                    return Ok(Err(format!("destination {name:?} is not one of this agent group's destinations")));
-                };
-                match destination.destination_type {
-                    DestinationType::Channel => match (destination.channel_type, destination.platform_id) {
-                        (Some(channel_type), Some(platform_id)) => {
-                            Ok(Ok(ChatAddress { channel_type, platform_id, thread_id: destination.thread_id }))
-                        }
-                        _ => Ok(Err(format!("destination {name:?} has no chat"))),
-                    },
-                    DestinationType::Agent => Ok(Err(format!("destination {name:?} is an agent; agent-to-agent delivery is not enabled"))),
-                }
-            })
-            .await;
-        match resolved {
-            Ok(result) => result,
-            Err(e) => Err(format!("checking the destination failed: {e}")),
-        }
-    }
-
-    /// Refuses a row: logs the reason, records it as dropped, and tells the agent.
-    async fn refuse(&self, session: &SessionRef, id: &MessageId, seq: Option<Seq>, reason: &str) {
+        id: &MessageId,
+        seq: Option<Seq>,
+        reason: &str,
+        tell: bool,
+    ) {
         tracing::warn!(session_id = %session.id, message_id = %id, seq = ?seq.map(|s| s.0), %reason, "refused outbound row");
         let (row_id, row_reason) = (id.clone(), reason.to_owned());
         let _ = self
@@ -496,127 +382,14 @@ impl Delivery {
             .central
             .call(move |conn| central::record_drop(conn, &drop))
             .await;
-        let seq_text = seq.map_or_else(|| "?".to_owned(), |s| s.to_string());
-        self.tell_agent(
-            session,
-            format!("your message seq {seq_text} was not delivered: {reason}"),
-        )
-        .await;
-    }
-
-    /// Writes a `system` row into the session, which wakes the agent.
-    async fn tell_agent(&self, session: &SessionRef, text: String) {
-        let mut row = NewInboundRow::chat(&InboundContent {
-            text,
-            sender: None,
-            attachments: Vec::new(),
-        });
-        row.kind = protocol::InboundKind::System;
-        let written = self
-            .sessions
-            .with_inbound(session, move |tx, _| {
-                Ok(protocol::inbound::insert(tx, &row, None)?)
-            })
+        if tell {
+            let seq_text = seq.map_or_else(|| "?".to_owned(), |s| s.to_string());
+            self.tell_agent(
+                session,
+                format!("your message seq {seq_text} was not delivered: {reason}"),
+            )
             .await;
-        match written {
-            Ok(_) => self.supervisor.wake(session),
-            Err(e) => tracing::warn!(error = %e, "cannot tell the agent"),
         }
-    }
-
-    /// Copies finished acks into `messages_in` and tells the channel the turn is complete.
-    async fn sync_acks(&self, session: &SessionRef, acks: Vec<protocol::Ack>) {
-        let finished: Vec<(MessageId, InboundStatus)> = acks
-            .into_iter()
-            .filter_map(|ack| match ack.status {
-                AckStatus::Completed => Some((ack.message_id, InboundStatus::Completed)),
-                AckStatus::Failed => Some((ack.message_id, InboundStatus::Failed)),
-                AckStatus::Processing => None,
-            })
-            .collect();
-        if finished.is_empty() {
-            return;
-        }
-        let changed = self
-            .sessions
-            .with_inbound(session, move |tx, _| {
-                let mut changed = Vec::new();
-                for (id, status) in finished {
-                    let Some(row) = protocol::inbound::get(tx, &id)? else {
-                        continue;
-                    };
-                    if row.status == InboundStatus::Pending {
-                        protocol::inbound::set_status(tx, &id, status)?;
-                        changed.push(row);
-                    }
-                }
-                Ok(changed)
-            })
-            .await
-            .unwrap_or_default();
-        self.complete_turns(changed).await;
-    }
-
-    async fn complete_turns(&self, rows: Vec<protocol::InboundRow>) {
-        let mut seen = HashSet::new();
-        for row in rows {
-            let (Some(channel_type), Some(platform_id)) =
-                (row.channel_type.clone(), row.platform_id.clone())
-            else {
-                continue;
-            };
-            if !seen.insert(row.id.clone()) {
-                continue;
-            }
-            if let Some(channel) = self.channels.get(&channel_type) {
-                let address = ChatAddress {
-                    channel_type,
-                    platform_id,
-                    thread_id: row.thread_id.clone(),
-                };
-                channel.turn_complete(&address, &row.id).await;
-            }
-        }
-    }
-
-    /// Delivers a host notice to the session's origin chat, then completes the turns of any
-    /// rows the notice finished.
-    async fn notify(&self, notice: Notice) {
-        match self.resolve_destination(&notice.session, None).await {
-            Ok(address) => {
-                if let Some(channel) = self.channels.get(&address.channel_type) {
-                    let message = OutgoingMessage {
-                        id: MessageId::generate(),
-                        seq: Seq(-1),
-                        content: OutboundContent::Message(protocol::MessageContent {
-                            text: notice.text.clone(),
-                            files: Vec::new(),
-                        }),
-                        files: Vec::new(),
-                        target_platform_message_id: None,
-                    };
-                    if let Err(e) = channel.deliver(&address, &message).await {
-                        tracing::warn!(error = %e, "notice not delivered");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "notice has no chat"),
-        }
-        let ids = notice.finished;
-        let rows = self
-            .sessions
-            .with_inbound(&notice.session, move |tx, _| {
-                let mut rows = Vec::new();
-                for id in ids {
-                    if let Some(row) = protocol::inbound::get(tx, &id)? {
-                        rows.push(row);
-                    }
-                }
-                Ok(rows)
-            })
-            .await
-            .unwrap_or_default();
-        self.complete_turns(rows).await;
     }
 }
 

@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+mod groups;
+
 pub const LABEL_INSTALL: &str = "crabpot.install";
 pub const LABEL_SESSION: &str = "crabpot.session";
 pub const LABEL_GROUP: &str = "crabpot.group";
@@ -48,6 +50,8 @@ pub struct SupervisorConfig {
     pub groups_dir: PathBuf,
     pub idle_timeout: Duration,
     pub heartbeat_stale: Duration,
+    /// `RUST_LOG` inside the container.
+    pub agent_log: String,
     pub wake_mode: WakeMode,
     pub session_config: SessionConfig,
 }
@@ -259,7 +263,7 @@ impl Supervisor {
         format!("crabpot-{}-{}", self.config.install_id, session)
     }
 
-    fn spec(&self, session: &SessionRef) -> ContainerSpec {
+    fn spec(&self, session: &SessionRef, limits: ContainerLimits) -> ContainerSpec {
         let paths = self.sessions.paths(session);
         let (uid, gid) = self.config.container_user;
         let labels = BTreeMap::from([
@@ -278,7 +282,7 @@ impl Supervisor {
             image: self.config.image.clone(),
             labels,
             user: format!("{uid}:{gid}"),
-            env: vec![("RUST_LOG".into(), "info".into())],
+            env: vec![("RUST_LOG".into(), self.config.agent_log.clone())],
             command: Vec::new(),
             mounts: vec![
                 mount(
@@ -302,7 +306,7 @@ impl Supervisor {
                     true,
                 ),
             ],
-            limits: self.config.limits,
+            limits,
         }
     }
 
@@ -313,7 +317,8 @@ impl Supervisor {
             .map_err(|e| format!("preparing the session files failed: {e}"))?;
         let cancel = self.shutdown.child_token();
         self.serve_proxy(session, cancel.clone())?;
-        let spec = self.spec(session);
+        let limits = self.limits_for(session).await;
+        let spec = self.spec(session, limits);
         let created = match self.runtime.create(&spec).await {
             Err(crate::runtime::RuntimeError::NameConflict { name }) => {
                 // A leftover container of this session (exited, not yet reaped): replace it.
@@ -351,7 +356,8 @@ impl Supervisor {
         })
     }
 
-    /// Projects the current config and destinations into `inbound.db` (on every wake).
+    /// Projects the current config and destinations into `inbound.db` (on every wake, and
+    /// after every change to the group's destinations).
     async fn project(&self, session: &SessionRef) -> Result<(), crate::db::DbError> {
         let group = session.agent_group.clone();
         let destinations = self

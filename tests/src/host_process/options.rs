@@ -140,6 +140,8 @@ pub(super) fn child_env(
         .clone()
         .unwrap_or_else(|| crate::repo_root().join("groups"));
     set("CRABPOT_GROUPS_DIR", groups_dir.display().to_string());
+    // The runner's debug log, printed by a failing test, shows where a turn stopped.
+    set("CRABPOT_AGENT_LOG", "info,agent_runner=debug".to_string());
     set(
         "RUST_LOG",
         options

@@ -1,0 +1,207 @@
+//! The admin API's wire types, shared by the server and the CLI: one request body per verb,
+//! plus [`ApiError`], the body of every failed call.
+//!
+//! Every call is `POST /v1/<resource>/<verb>` on `data/crabpot.sock` with a JSON body and a
+//! JSON answer (`GET /v1/status` also works). Failures carry an HTTP status and an
+//! [`ErrorKind`]: `not_found` (404), `invalid` (400), `conflict` (409), `refused` (403) or
+//! `internal` (500); the CLI maps each to its documented exit code.
+
+use crate::db::central::chats::{ChatChanges, NewChat};
+use crate::db::central::wirings::WiringSettings;
+use serde::{Deserialize, Serialize};
+
+/// What kind of failure an API call met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    NotFound,
+    Invalid,
+    Conflict,
+    Refused,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::NotFound => 404,
+            ErrorKind::Invalid => 400,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Refused => 403,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// The CLI's exit code for this failure (see `crabpot --help`).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::NotFound => 5,
+            ErrorKind::Invalid => 6,
+            ErrorKind::Conflict => 7,
+            ErrorKind::Refused => 8,
+            ErrorKind::Internal => 1,
+        }
+    }
+}
+
+/// The body of a failed call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub error: String,
+}
+
+/// A call naming one thing by id (or by a chat address, for chats).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Id {
+    pub id: String,
+}
+
+/// Filters of the list verbs; each one only where it makes sense.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ListFilter {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub chat: Option<String>,
+    /// Approvals: include decided and expired ones.
+    #[serde(default)]
+    pub all: bool,
+    /// Dropped: most rows.
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// Per-group container limits as the CLI passes them.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Limits {
+    #[serde(default)]
+    pub memory_mb: Option<i64>,
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    #[serde(default)]
+    pub pids_limit: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GroupCreate {
+    /// The folder under `groups/`, and the group's id.
+    pub folder: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Written to `groups/<folder>/AGENT.md` (which must not exist yet).
+    #[serde(default)]
+    pub instructions: Option<String>,
+    #[serde(default, flatten)]
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GroupUpdate {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, flatten)]
+    pub limits: Limits,
+}
+
+pub type ChatCreate = NewChat;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ChatUpdate {
+    pub id: String,
+    #[serde(default, flatten)]
+    pub changes: ChatChanges,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WiringCreate {
+    /// The chat: id or `<channel_type>/<platform_id>`.
+    pub chat: String,
+    pub group: String,
+    /// The destination name the group uses for the chat (default: from the chat's name).
+    #[serde(default)]
+    pub destination: Option<String>,
+    #[serde(default, flatten)]
+    pub settings: WiringSettings,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WiringUpdate {
+    pub id: String,
+    #[serde(default, flatten)]
+    pub settings: WiringSettings,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DestinationAdd {
+    pub group: String,
+    pub name: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// A chat (id or address): a channel destination.
+    #[serde(default)]
+    pub chat: Option<String>,
+    #[serde(default)]
+    pub thread: Option<String>,
+    /// Another agent group: an agent destination.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DestinationRemove {
+    pub group: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UserCreate {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The user's DM chat, `<channel_type>/<platform_id>`.
+    #[serde(default)]
+    pub dm: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoleChange {
+    pub user: String,
+    pub role: String,
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MemberChange {
+    pub group: String,
+    pub user: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ApprovalDecide {
+    pub id: String,
+    /// Decide as this user (checked against the approvers); default: the operator.
+    #[serde(default)]
+    pub as_user: Option<String>,
+    /// For a channel approval: the agent group to wire the chat to.
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What `crabpot status` shows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub install_id: String,
+    pub docker: String,
+    pub model: String,
+    pub running: Vec<String>,
+    pub starting: usize,
+    pub queued: Vec<String>,
+    pub max_containers: usize,
+    #[serde(default)]
+    pub pending_approvals: usize,
+}

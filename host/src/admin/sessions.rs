@@ -1,0 +1,99 @@
+//! `crabpot sessions ...`: list, show (with its container state and usage), stop (its
+//! container; the next message starts a fresh one), reset (forget the conversation: the
+//! container, the session's folder and its row go; the next message starts a new session).
+
+use super::api::{Id, ListFilter};
+use super::{Admin, AdminError, Reply, parse, unknown_verb};
+use crate::db::central::{self, sessions};
+use crate::session::SessionRef;
+use protocol::{AgentGroupId, SessionId};
+use serde_json::json;
+
+pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -> Reply {
+    match verb {
+        "list" => {
+            let filter: ListFilter = parse(body)?;
+            let group = filter.group.map(AgentGroupId::new);
+            let list = admin
+                .db(move |tx| sessions::list_sessions(tx, group.as_ref()))
+                .await?;
+            let rows: Vec<serde_json::Value> = list
+                .into_iter()
+                .map(|s| {
+                    let container = admin.supervisor.container_state(&s.id);
+                    json!({ "session": s, "container": container })
+                })
+                .collect();
+            Ok(serde_json::Value::Array(rows))
+        }
+        "show" => {
+            let request: Id = parse(body)?;
+            let id = SessionId::new(request.id);
+            let (session, usage) = admin
+                .db(move |tx| {
+                    let session = central::session(tx, &id)?;
+                    let usage = central::session_usage(tx, &id)?;
+                    Ok((session, usage))
+                })
+                .await?;
+            let container = admin.supervisor.container_state(&session.id);
+            Ok(json!({
+                "session": session,
+                "container": container,
+                "usage": { "requests": usage.0, "input_tokens": usage.1, "output_tokens": usage.2 },
+            }))
+        }
+        "stop" => {
+            let request: Id = parse(body)?;
+            let session = find(admin, request.id).await?;
+            admin.supervisor.stop_by_id(&session).await;
+            let id = session.id.clone();
+            admin
+                .db(move |tx| sessions::set_session_status(tx, &id, false))
+                .await?;
+            Ok(json!({ "stopped": session.id }))
+        }
+        "reset" => {
+            let request: Id = parse(body)?;
+            let session = find(admin, request.id).await?;
+            admin.supervisor.stop_by_id(&session).await;
+            admin
+                .sessions
+                .close(&session.id)
+                .await
+                .map_err(|e| AdminError::Internal(e.to_string()))?;
+            let root = admin.sessions.paths(&session).root().to_owned();
+            match tokio::fs::remove_dir_all(&root).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(AdminError::Internal(format!(
+                        "removing {}: {e}",
+                        root.display()
+                    )));
+                }
+            }
+            let id = session.id.clone();
+            admin
+                .db(move |tx| sessions::delete_session(tx, &id))
+                .await?;
+            Ok(json!({ "reset": session.id }))
+        }
+        _ => Err(unknown_verb("sessions", verb)),
+    }
+}
+
+async fn find(admin: &Admin, id: String) -> Result<SessionRef, AdminError> {
+    let id = SessionId::new(id);
+    admin
+        .db(move |tx| {
+            let session = central::session(tx, &id)?;
+            let group = central::agent_group(tx, &session.agent_group_id)?;
+            Ok(SessionRef {
+                id: session.id,
+                agent_group: group.id,
+                group_folder: group.folder,
+            })
+        })
+        .await
+}

@@ -1,0 +1,513 @@
+//! Runs `crabpot <resource> <verb>` against the host's admin API and renders the answer:
+//! tables and short lines for people, or the API's JSON with `--json`. [`Failure`] carries the
+//! message for stderr and the documented exit code.
+
+use super::table::{Table, cell, outline};
+use super::{
+    ApprovalsCommand, ChatsCommand, Command, DestinationsCommand, DroppedCommand, GroupsCommand,
+    LimitArgs, MembersCommand, RolesCommand, SessionsCommand, UsersCommand, WiringSettingsArgs,
+    WiringsCommand,
+};
+use crate::admin::client::{self, ClientError};
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// A failed admin command: what to print on stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        Failure {
+            code: error.exit_code(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// How an answer is shown to people.
+enum Render {
+    /// A table with these columns, each a field of the listed objects (`a.b` for nested).
+    Table(&'static [(&'static str, &'static str)]),
+    /// The document as an outline.
+    Outline,
+    /// One line made from the answer.
+    Line(fn(&Value) -> String),
+}
+
+/// The API call behind a command: resource, verb, body, and how to show the answer.
+fn request(command: &Command) -> Option<(&'static str, &'static str, Value, Render)> {
+    use Render::{Line, Outline, Table};
+    const GROUPS: &[(&str, &str)] = &[
+        ("ID", "id"),
+        ("NAME", "name"),
+        ("LIMITS", "container_config"),
+    ];
+    const CHATS: &[(&str, &str)] = &[
+        ("ID", "id"),
+        ("CHANNEL", "channel_type"),
+        ("PLATFORM ID", "platform_id"),
+        ("NAME", "name"),
+        ("GROUP CHAT", "is_group"),
+        ("UNKNOWN SENDERS", "unknown_sender_policy"),
+    ];
+    const WIRINGS: &[(&str, &str)] = &[
+        ("ID", "id"),
+        ("CHAT", "chat_address"),
+        ("GROUP", "agent_group_id"),
+        ("SESSIONS", "session_mode"),
+        ("ENGAGE", "engage_mode"),
+        ("PATTERN", "engage_pattern"),
+        ("SENDERS", "sender_scope"),
+        ("IGNORED", "ignored_message_policy"),
+        ("PRIORITY", "priority"),
+    ];
+    const DESTINATIONS: &[(&str, &str)] = &[
+        ("GROUP", "agent_group_id"),
+        ("NAME", "name"),
+        ("TYPE", "target.type"),
+        ("TARGET", "chat_address"),
+        ("THREAD", "target.thread_id"),
+        ("AGENT", "target.agent_group_id"),
+        ("DISPLAY NAME", "display_name"),
+    ];
+    const USERS: &[(&str, &str)] = &[("ID", "id"), ("NAME", "name"), ("DMS", "dms")];
+    const ROLES: &[(&str, &str)] = &[
+        ("USER", "user_id"),
+        ("ROLE", "role"),
+        ("GROUP", "agent_group_id"),
+    ];
+    const MEMBERS: &[(&str, &str)] = &[("GROUP", "agent_group_id"), ("USER", "user_id")];
+    const SESSIONS: &[(&str, &str)] = &[
+        ("ID", "session.id"),
+        ("GROUP", "session.agent_group_id"),
+        ("KEY", "session.session_key"),
+        ("STATUS", "session.status"),
+        ("CONTAINER", "container"),
+        ("ASKED BY", "session.source_session_id"),
+    ];
+    const APPROVALS: &[(&str, &str)] = &[
+        ("ID", "id"),
+        ("KIND", "kind"),
+        ("STATUS", "status"),
+        ("GROUP", "agent_group_id"),
+        ("REQUESTER", "requester"),
+        ("APPROVERS", "approvers"),
+        ("SUMMARY", "summary"),
+    ];
+    const DROPPED: &[(&str, &str)] = &[
+        ("DIRECTION", "direction"),
+        ("REASON", "reason"),
+        ("CHAT", "chat"),
+        ("SENDER", "sender"),
+        ("GROUP", "agent_group_id"),
+        ("COUNT", "count"),
+        ("LAST SEEN", "last_seen"),
+    ];
+    let ok = |_: &Value| "done".to_owned();
+    Some(match command {
+        Command::Serve(_) | Command::Chat(_) | Command::Status => return None,
+        Command::Groups(verb) => match verb {
+            GroupsCommand::List => ("groups", "list", json!({}), Table(GROUPS)),
+            GroupsCommand::Show { id } => ("groups", "show", json!({ "id": id }), Outline),
+            GroupsCommand::Create {
+                folder,
+                name,
+                instructions,
+                limits,
+            } => {
+                let mut body =
+                    json!({ "folder": folder, "name": name, "instructions": instructions });
+                merge(&mut body, limits_json(limits));
+                (
+                    "groups",
+                    "create",
+                    body,
+                    Line(|v| {
+                        format!(
+                            "created agent group {} (folder {}{})",
+                            cell(v.pointer("/group/id")),
+                            cell(v.get("folder")),
+                            if v.get("instructions_written") == Some(&Value::Bool(true)) {
+                                ", AGENT.md written"
+                            } else {
+                                ", existing AGENT.md kept"
+                            }
+                        )
+                    }),
+                )
+            }
+            GroupsCommand::Update { id, name, limits } => {
+                let mut body = json!({ "id": id, "name": name });
+                merge(&mut body, limits_json(limits));
+                (
+                    "groups",
+                    "update",
+                    body,
+                    Line(|v| format!("updated agent group {}", cell(v.get("id")))),
+                )
+            }
+            GroupsCommand::Delete { id } => (
+                "groups",
+                "delete",
+                json!({ "id": id }),
+                Line(|v| {
+                    format!(
+                        "deleted agent group {} ({} container(s) stopped; its session files stay on disk)",
+                        cell(v.pointer("/deleted/id")),
+                        cell(v.get("containers_stopped"))
+                    )
+                }),
+            ),
+            GroupsCommand::Restart { id } => (
+                "groups",
+                "restart",
+                json!({ "id": id }),
+                Line(|v| {
+                    format!(
+                        "restarted agent group {}: {} container(s) stopped",
+                        cell(v.get("group")),
+                        cell(v.get("containers_stopped"))
+                    )
+                }),
+            ),
+        },
+        Command::Chats(verb) => match verb {
+            ChatsCommand::List => ("chats", "list", json!({}), Table(CHATS)),
+            ChatsCommand::Show { chat } => ("chats", "show", json!({ "id": chat }), Outline),
+            ChatsCommand::Create {
+                channel_type,
+                platform_id,
+                name,
+                group_chat,
+                unknown_senders,
+            } => (
+                "chats",
+                "create",
+                json!({
+                    "channel_type": channel_type,
+                    "platform_id": platform_id,
+                    "name": name,
+                    "is_group": group_chat,
+                    "unknown_sender_policy": unknown_senders,
+                }),
+                Line(|v| {
+                    format!(
+                        "created chat {} ({}/{})",
+                        cell(v.get("id")),
+                        cell(v.get("channel_type")),
+                        cell(v.get("platform_id"))
+                    )
+                }),
+            ),
+            ChatsCommand::Update {
+                chat,
+                name,
+                group_chat,
+                unknown_senders,
+            } => (
+                "chats",
+                "update",
+                json!({
+                    "id": chat,
+                    "name": name,
+                    "is_group": group_chat,
+                    "unknown_sender_policy": unknown_senders,
+                }),
+                Line(|v| format!("updated chat {}", cell(v.get("id")))),
+            ),
+            ChatsCommand::Delete { chat } => (
+                "chats",
+                "delete",
+                json!({ "id": chat }),
+                Line(|v| {
+                    format!(
+                        "deleted chat {} ({}/{})",
+                        cell(v.get("id")),
+                        cell(v.get("channel_type")),
+                        cell(v.get("platform_id"))
+                    )
+                }),
+            ),
+        },
+        Command::Wirings(verb) => match verb {
+            WiringsCommand::List { chat, group } => (
+                "wirings",
+                "list",
+                json!({ "chat": chat, "group": group }),
+                Table(WIRINGS),
+            ),
+            WiringsCommand::Create {
+                chat,
+                group,
+                destination,
+                settings,
+            } => {
+                let mut body = json!({ "chat": chat, "group": group, "destination": destination });
+                merge(&mut body, settings_json(settings));
+                (
+                    "wirings",
+                    "create",
+                    body,
+                    Line(|v| {
+                        format!(
+                            "created wiring {}: {} -> {} (the group reaches the chat as destination {})",
+                            cell(v.pointer("/wiring/id")),
+                            cell(v.pointer("/wiring/chat_address")),
+                            cell(v.pointer("/wiring/agent_group_id")),
+                            cell(v.get("destination"))
+                        )
+                    }),
+                )
+            }
+            WiringsCommand::Update { id, settings } => {
+                let mut body = json!({ "id": id });
+                merge(&mut body, settings_json(settings));
+                (
+                    "wirings",
+                    "update",
+                    body,
+                    Line(|v| format!("updated wiring {}", cell(v.get("id")))),
+                )
+            }
+            WiringsCommand::Delete { id } => (
+                "wirings",
+                "delete",
+                json!({ "id": id }),
+                Line(|v| {
+                    format!(
+                        "deleted wiring {} (the group's destination for the chat stays; see `crabpot destinations`)",
+                        cell(v.get("id"))
+                    )
+                }),
+            ),
+        },
+        Command::Destinations(verb) => match verb {
+            DestinationsCommand::List { group } => (
+                "destinations",
+                "list",
+                json!({ "group": group }),
+                Table(DESTINATIONS),
+            ),
+            DestinationsCommand::Add {
+                group,
+                name,
+                chat,
+                thread,
+                agent,
+                display_name,
+            } => (
+                "destinations",
+                "add",
+                json!({
+                    "group": group, "name": name, "chat": chat, "thread": thread,
+                    "agent": agent, "display_name": display_name,
+                }),
+                Line(|v| {
+                    format!(
+                        "agent group {} may now send to {}",
+                        cell(v.get("agent_group_id")),
+                        cell(v.get("name"))
+                    )
+                }),
+            ),
+            DestinationsCommand::Remove { group, name } => (
+                "destinations",
+                "remove",
+                json!({ "group": group, "name": name }),
+                Line(ok),
+            ),
+        },
+        Command::Users(verb) => match verb {
+            UsersCommand::List => ("users", "list", json!({}), Table(USERS)),
+            UsersCommand::Create { id, name, dm } => (
+                "users",
+                "create",
+                json!({ "id": id, "name": name, "dm": dm }),
+                Line(|v| format!("created user {}", cell(v.get("id")))),
+            ),
+        },
+        Command::Roles(verb) => match verb {
+            RolesCommand::List => ("roles", "list", json!({}), Table(ROLES)),
+            RolesCommand::Grant { user, role, group } => (
+                "roles",
+                "grant",
+                json!({ "user": user, "role": role, "group": group }),
+                Line(ok),
+            ),
+            RolesCommand::Revoke { user, role, group } => (
+                "roles",
+                "revoke",
+                json!({ "user": user, "role": role, "group": group }),
+                Line(ok),
+            ),
+        },
+        Command::Members(verb) => match verb {
+            MembersCommand::List { group } => {
+                ("members", "list", json!({ "group": group }), Table(MEMBERS))
+            }
+            MembersCommand::Add { group, user } => (
+                "members",
+                "add",
+                json!({ "group": group, "user": user }),
+                Line(ok),
+            ),
+            MembersCommand::Remove { group, user } => (
+                "members",
+                "remove",
+                json!({ "group": group, "user": user }),
+                Line(ok),
+            ),
+        },
+        Command::Sessions(verb) => match verb {
+            SessionsCommand::List { group } => (
+                "sessions",
+                "list",
+                json!({ "group": group }),
+                Table(SESSIONS),
+            ),
+            SessionsCommand::Show { id } => ("sessions", "show", json!({ "id": id }), Outline),
+            SessionsCommand::Stop { id } => (
+                "sessions",
+                "stop",
+                json!({ "id": id }),
+                Line(|v| format!("stopped session {}", cell(v.get("stopped")))),
+            ),
+            SessionsCommand::Reset { id } => (
+                "sessions",
+                "reset",
+                json!({ "id": id }),
+                Line(|v| {
+                    format!(
+                        "reset session {}: the next message starts a new one",
+                        cell(v.get("reset"))
+                    )
+                }),
+            ),
+        },
+        Command::Approvals(verb) => match verb {
+            ApprovalsCommand::List { all } => {
+                ("approvals", "list", json!({ "all": all }), Table(APPROVALS))
+            }
+            ApprovalsCommand::Show { id } => ("approvals", "show", json!({ "id": id }), Outline),
+            ApprovalsCommand::Approve { id, group, as_user } => (
+                "approvals",
+                "approve",
+                json!({ "id": id, "group": group, "as_user": as_user }),
+                Line(|v| {
+                    format!(
+                        "approval {} {}; {} held message(s) replayed",
+                        cell(v.get("approval")),
+                        cell(v.get("status")),
+                        cell(v.get("replayed"))
+                    )
+                }),
+            ),
+            ApprovalsCommand::Deny {
+                id,
+                reason,
+                as_user,
+            } => (
+                "approvals",
+                "deny",
+                json!({ "id": id, "reason": reason, "as_user": as_user }),
+                Line(|v| {
+                    format!(
+                        "approval {} {}",
+                        cell(v.get("approval")),
+                        cell(v.get("status"))
+                    )
+                }),
+            ),
+        },
+        Command::Dropped(DroppedCommand::List { limit }) => {
+            ("dropped", "list", json!({ "limit": limit }), Table(DROPPED))
+        }
+    })
+}
+
+fn merge(body: &mut Value, more: Value) {
+    if let (Value::Object(body), Value::Object(more)) = (body, more) {
+        body.extend(more);
+    }
+}
+
+fn limits_json(limits: &LimitArgs) -> Value {
+    json!({ "memory_mb": limits.memory_mb, "cpus": limits.cpus, "pids_limit": limits.pids_limit })
+}
+
+fn settings_json(settings: &WiringSettingsArgs) -> Value {
+    json!({
+        "session_mode": settings.session_mode,
+        "engage_mode": settings.engage,
+        "engage_pattern": settings.pattern,
+        "sender_scope": settings.sender_scope,
+        "ignored_message_policy": settings.ignored,
+        "priority": settings.priority,
+    })
+}
+
+/// Runs an admin command; prints the answer on stdout. `None` for commands that are not
+/// admin verbs.
+pub async fn run(
+    socket: &Path,
+    json_output: bool,
+    command: &Command,
+) -> Option<Result<(), Failure>> {
+    let (resource, verb, body, render) = request(command)?;
+    let answer = match client::request(socket, &format!("/v1/{resource}/{verb}"), &body).await {
+        Ok(answer) => answer,
+        Err(e) => return Some(Err(e.into())),
+    };
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+        return Some(Ok(()));
+    }
+    match render {
+        Render::Table(columns) => {
+            let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+            let mut table = Table::new(&headers);
+            for item in answer.as_array().into_iter().flatten() {
+                table.row(
+                    columns
+                        .iter()
+                        .map(|(_, field)| {
+                            cell(item.pointer(&format!("/{}", field.replace('.', "/"))))
+                        })
+                        .collect(),
+                );
+            }
+            print!("{}", table.render());
+        }
+        Render::Outline => print!("{}", outline(&answer)),
+        Render::Line(line) => println!("{}", line(&answer)),
+    }
+    Some(Ok(()))
+}
+
+/// `crabpot status`.
+pub async fn status(socket: &Path, json_output: bool) -> Result<(), Failure> {
+    let status: crate::admin::Status = client::call(socket, "status", "show", &json!({})).await?;
+    if json_output {
+        println!("{}", serde_json::to_string(&status).unwrap_or_default());
+        return Ok(());
+    }
+    println!("install     {}", status.install_id);
+    println!("docker      {}", status.docker);
+    println!("model       {}", status.model);
+    println!(
+        "containers  {} running, {} starting (cap {})",
+        status.running.len(),
+        status.starting,
+        status.max_containers
+    );
+    println!("queue       {}", status.queued.len());
+    println!("approvals   {} open", status.pending_approvals);
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Agent groups (`agent_groups`): [`AgentGroup`] and its per-group container limits
+//! ([`ContainerOverrides`], stored as JSON in `container_config`).
+//!
+//! An agent group's id is its folder name under `groups/`, checked to be a plain name.
+
+use super::{DbError, constraint};
+use protocol::AgentGroupId;
+use protocol::time::now_ms;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentGroup {
+    pub id: AgentGroupId,
+    pub folder: String,
+    pub name: String,
+    /// JSON of [`ContainerOverrides`].
+    pub container_config: String,
+}
+
+impl AgentGroup {
+    /// The group's container limit overrides; a malformed value counts as none.
+    pub fn overrides(&self) -> ContainerOverrides {
+        serde_json::from_str(&self.container_config).unwrap_or_default()
+    }
+}
+
+/// Per-group container limits; `None` keeps the host's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+}
+
+impl ContainerOverrides {
+    /// Refuses values Docker would refuse or that make no sense.
+    pub fn validate(&self) -> Result<(), DbError> {
+        if let Some(mb) = self.memory_mb
+            && mb < 16
+        {
+            return Err(DbError::Invalid(format!(
+                "memory_mb {mb} is below the 16 MB Docker needs"
+            )));
+        }
+        if let Some(cpus) = self.cpus
+            && !(0.01..=64.0).contains(&cpus)
+        {
+            return Err(DbError::Invalid(format!(
+                "cpus {cpus} is outside 0.01..=64"
+            )));
+        }
+        if let Some(pids) = self.pids_limit
+            && pids < 8
+        {
+            return Err(DbError::Invalid(format!("pids_limit {pids} is below 8")));
+        }
+        Ok(())
+    }
+
+    /// `over`'s values replace these where set.
+    pub fn merge(self, over: ContainerOverrides) -> ContainerOverrides {
+        ContainerOverrides {
+            memory_mb: over.memory_mb.or(self.memory_mb),
+            cpus: over.cpus.or(self.cpus),
+            pids_limit: over.pids_limit.or(self.pids_limit),
+        }
+    }
+}
+
+fn agent_group_from(row: &Row<'_>) -> rusqlite::Result<AgentGroup> {
+    Ok(AgentGroup {
+        id: row.get(0)?,
+        folder: row.get(1)?,
+        name: row.get(2)?,
+        container_config: row.get(3)?,
+    })
+}
+
+const COLUMNS: &str = "id, folder, name, container_config";
+
+fn check_folder(folder: &str) -> Result<(), DbError> {
+    if protocol::ids::is_safe_folder_name(folder) {
+        Ok(())
+    } else {
+        Err(DbError::Invalid(format!(
+            "agent group folder {folder:?} must be a plain name of [A-Za-z0-9._-], not starting with '.'"
+        )))
+    }
+}
+
+/// The agent group stored for `folder`, created if missing (id = folder).
+pub fn ensure_agent_group(
+    conn: &Connection,
+    folder: &str,
+    name: &str,
+) -> Result<AgentGroup, DbError> {
+    check_folder(folder)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO agent_groups (id, folder, name, created_at) VALUES (?1, ?1, ?2, ?3)",
+        params![folder, name, now_ms()],
+    )?;
+    agent_group(conn, &AgentGroupId::new(folder))
+}
+
+/// Creates an agent group; a clash with an existing one is a conflict.
+pub fn create_agent_group(
+    conn: &Connection,
+    folder: &str,
+    name: &str,
+    overrides: ContainerOverrides,
+) -> Result<AgentGroup, DbError> {
+    check_folder(folder)?;
+    overrides.validate()?;
+    let config = serde_json::to_string(&overrides).unwrap_or_else(|_| "{}".into());
+    conn.execute(
+        "INSERT INTO agent_groups (id, folder, name, container_config, created_at) VALUES (?1, ?1, ?2, ?3, ?4)",
+        params![folder, name, config, now_ms()],
+    )
+    .map_err(|e| constraint(e, || format!("agent group {folder:?} already exists")))?;
+    agent_group(conn, &AgentGroupId::new(folder))
+}
+
+pub fn agent_group(conn: &Connection, id: &AgentGroupId) -> Result<AgentGroup, DbError> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM agent_groups WHERE id = ?1"),
+        [id],
+        agent_group_from,
+    )
+    .optional()?
+    .ok_or_else(|| DbError::NotFound {
+        what: "agent group",
+        id: id.to_string(),
+    })
+}
+
+pub fn list_agent_groups(conn: &Connection) -> Result<Vec<AgentGroup>, DbError> {
+    let mut statement =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM agent_groups ORDER BY id"))?;
+    let rows = statement.query_map([], agent_group_from)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Renames a group and/or changes its container limits (merged into the stored ones).
+pub fn update_agent_group(
+    conn: &Connection,
+    id: &AgentGroupId,
+    name: Option<&str>,
+    overrides: Option<ContainerOverrides>,
+) -> Result<AgentGroup, DbError> {
+    let group = agent_group(conn, id)?;
+    if let Some(name) = name {
+        conn.execute(
+            "UPDATE agent_groups SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+    }
+    if let Some(overrides) = overrides {
+        let merged = group.overrides().merge(overrides);
+        merged.validate()?;
+        let config = serde_json::to_string(&merged).unwrap_or_else(|_| "{}".into());
+        conn.execute(
+            "UPDATE agent_groups SET container_config = ?2 WHERE id = ?1",
+            params![id, config],
+        )?;
+    }
+    agent_group(conn, id)
+}
+
+/// Deletes a group with its wirings, sessions and destinations (and other groups'
+/// destinations that name it).
+pub fn delete_agent_group(conn: &Connection, id: &AgentGroupId) -> Result<AgentGroup, DbError> {
+    let group = agent_group(conn, id)?;
+    conn.execute("DELETE FROM agent_groups WHERE id = ?1", [id])?;
+    Ok(group)
+}

@@ -1,0 +1,185 @@
+//! Sessions (`sessions`): [`Session`] and how a session is keyed within its agent group
+//! ([`SessionMode::session_key`]).
+//!
+//! A session's origin is either a chat (`messaging_group_id`, `thread_id`) or, for a session
+//! started by another agent's message, the session that asked (`source_session_id`): its
+//! answers go back there. Such a session is keyed `a2a:<source session>` ([`a2a_key`]), so
+//! every asking session gets its own conversation with the target agent group.
+
+use super::{DbError, text_enum};
+use protocol::time::now_ms;
+use protocol::{AgentGroupId, SessionId};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+text_enum!(
+    /// How sessions are keyed for a wiring (DESIGN §4).
+    SessionMode {
+        /// One session per agent group and chat.
+        Shared => "shared",
+        /// One session per agent group, chat and thread.
+        PerThread => "per-thread",
+        /// The agent group's one session, across chats.
+        AgentShared => "agent-shared",
+    }
+);
+
+impl SessionMode {
+    /// The key that identifies a session of this mode within its agent group.
+    pub fn session_key(self, messaging_group_id: &str, thread_id: Option<&str>) -> String {
+        match self {
+            SessionMode::Shared => format!("chat:{messaging_group_id}"),
+            SessionMode::PerThread => {
+                format!("thread:{messaging_group_id}:{}", thread_id.unwrap_or(""))
+            }
+            SessionMode::AgentShared => "agent".to_owned(),
+        }
+    }
+}
+
+/// The key of the session an agent group keeps for messages from `source` (another agent's
+/// session).
+pub fn a2a_key(source: &SessionId) -> String {
+    format!("a2a:{source}")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub agent_group_id: AgentGroupId,
+    pub session_key: String,
+    pub messaging_group_id: Option<String>,
+    pub thread_id: Option<String>,
+    pub status: String,
+    pub created_at: i64,
+    pub last_active_at: i64,
+    /// Set for a session started by another agent: where its answers go.
+    pub source_session_id: Option<SessionId>,
+}
+
+fn session_from(row: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: row.get(0)?,
+        agent_group_id: row.get(1)?,
+        session_key: row.get(2)?,
+        messaging_group_id: row.get(3)?,
+        thread_id: row.get(4)?,
+        status: row.get(5)?,
+        created_at: row.get(6)?,
+        last_active_at: row.get(7)?,
+        source_session_id: row.get(8)?,
+    })
+}
+
+const COLUMNS: &str = "id, agent_group_id, session_key, messaging_group_id, thread_id, status, created_at, \
+     last_active_at, source_session_id";
+
+/// Finds the session for `key` in `agent_group`, creating it if missing. Returns the session
+/// and whether it was created.
+pub fn resolve_session(
+    conn: &Connection,
+    agent_group: &AgentGroupId,
+    key: &str,
+    messaging_group_id: Option<&str>,
+    thread_id: Option<&str>,
+) -> Result<(Session, bool), DbError> {
+    resolve(conn, agent_group, key, messaging_group_id, thread_id, None)
+}
+
+/// Finds or creates the session `agent_group` keeps for messages from the session `source`.
+pub fn resolve_a2a_session(
+    conn: &Connection,
+    agent_group: &AgentGroupId,
+    source: &SessionId,
+) -> Result<(Session, bool), DbError> {
+    resolve(
+        conn,
+        agent_group,
+        &a2a_key(source),
+        None,
+        None,
+        Some(source),
+    )
+}
+
+fn resolve(
+    conn: &Connection,
+    agent_group: &AgentGroupId,
+    key: &str,
+    messaging_group_id: Option<&str>,
+    thread_id: Option<&str>,
+    source: Option<&SessionId>,
+) -> Result<(Session, bool), DbError> {
+    let now = now_ms();
+    let created = conn.execute(
+        "INSERT OR IGNORE INTO sessions (id, agent_group_id, session_key, messaging_group_id, thread_id, created_at, \
+         last_active_at, source_session_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+        params![SessionId::generate(), agent_group, key, messaging_group_id, thread_id, now, source],
+    )? > 0;
+    conn.execute(
+        "UPDATE sessions SET last_active_at = ?3, status = 'active' WHERE agent_group_id = ?1 AND session_key = ?2",
+        params![agent_group, key, now],
+    )?;
+    let session = conn.query_row(
+        &format!("SELECT {COLUMNS} FROM sessions WHERE agent_group_id = ?1 AND session_key = ?2"),
+        params![agent_group, key],
+        session_from,
+    )?;
+    Ok((session, created))
+}
+
+pub fn session(conn: &Connection, id: &SessionId) -> Result<Session, DbError> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
+        [id],
+        session_from,
+    )
+    .optional()?
+    .ok_or_else(|| DbError::NotFound {
+        what: "session",
+        id: id.to_string(),
+    })
+}
+
+/// Sessions, optionally of one agent group, newest activity first.
+pub fn list_sessions(
+    conn: &Connection,
+    agent_group: Option<&AgentGroupId>,
+) -> Result<Vec<Session>, DbError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE ?1 IS NULL OR agent_group_id = ?1 ORDER BY last_active_at DESC, id"
+    ))?;
+    let rows = statement.query_map([agent_group], session_from)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Sessions with status `active`.
+pub fn active_sessions(conn: &Connection) -> Result<Vec<Session>, DbError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE status = 'active' ORDER BY id"
+    ))?;
+    let rows = statement.query_map([], session_from)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks a session `active` or `stopped`.
+pub fn set_session_status(conn: &Connection, id: &SessionId, active: bool) -> Result<(), DbError> {
+    let changed = conn.execute(
+        "UPDATE sessions SET status = ?2 WHERE id = ?1",
+        params![id, if active { "active" } else { "stopped" }],
+    )?;
+    if changed == 0 {
+        return Err(DbError::NotFound {
+            what: "session",
+            id: id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Forgets a session: the next message for its key starts a new one.
+pub fn delete_session(conn: &Connection, id: &SessionId) -> Result<Session, DbError> {
+    let found = session(conn, id)?;
+    conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+    Ok(found)
+}

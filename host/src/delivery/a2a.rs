@@ -1,0 +1,460 @@
+//! Agent-to-agent delivery (DESIGN §4): a row sent to an agent destination becomes a `chat`
+//! row in the target agent group's session for the sending session (keyed
+//! `a2a:<sender session>`, created on first use), with `source_session_id` = the sender, so
+//! the target's answer (a row with no destination) comes back as a `chat` row into the very
+//! session that asked. Files travel from the sender's `out/outbox/<row id>/` to the target's
+//! `in/inbox/<message id>/`, opened without following links and checked to stay inside the
+//! sender's `out/`.
+//!
+//! [`LoopGuard`] caps messages per (sending session, target agent group) and per sending
+//! session in a sliding window ([`A2aLimits`]). The excess is dropped and recorded, and the
+//! sender is told — once per window, so a model that answers every refusal by sending again
+//! cannot turn the refusals themselves into a loop.
+
+use super::{Delivery, RowOutcome};
+use crate::db::DbError;
+use crate::db::central::{self, sessions as session_db};
+use crate::session::SessionRef;
+use protocol::rows::DeliveryStatus;
+use protocol::{
+    AgentGroupId, InboundContent, MessageContent, MessageId, NewInboundRow, OutboundRow, Sender,
+    SessionId,
+};
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Largest file that travels between agents.
+const MAX_ATTACHMENT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The loop caps of agent-to-agent messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct A2aLimits {
+    /// Most messages from one session to one agent group per window.
+    pub per_pair: usize,
+    /// Most agent-to-agent messages from one session per window.
+    pub per_session: usize,
+    pub window: Duration,
+}
+
+impl Default for A2aLimits {
+    fn default() -> Self {
+        Self {
+            per_pair: 20,
+            per_session: 60,
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A refused send: why, and whether to tell the sender (once per window).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapHit {
+    pub reason: String,
+    pub tell: bool,
+}
+
+/// Sliding-window counters of agent-to-agent sends.
+#[derive(Debug, Default)]
+pub struct LoopGuard {
+    limits: A2aLimits,
+    pairs: HashMap<(SessionId, AgentGroupId), VecDeque<Instant>>,
+    sessions: HashMap<SessionId, VecDeque<Instant>>,
+    told: HashMap<SessionId, Instant>,
+}
+
+impl LoopGuard {
+    pub fn new(limits: A2aLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Counts one send from `from` to `to` at `now`, or refuses it over a cap.
+    pub fn admit(
+        &mut self,
+        from: &SessionId,
+        to: &AgentGroupId,
+        now: Instant,
+    ) -> Result<(), CapHit> {
+        let window = self.limits.window;
+        let prune = |times: &mut VecDeque<Instant>| {
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= window)
+            {
+                times.pop_front();
+            }
+        };
+        let pair = self.pairs.entry((from.clone(), to.clone())).or_default();
+        prune(pair);
+        let pair_full = pair.len() >= self.limits.per_pair;
+        let session = self.sessions.entry(from.clone()).or_default();
+        prune(session);
+        let session_full = session.len() >= self.limits.per_session;
+        let reason = if pair_full {
+            format!(
+                "agent-to-agent loop cap: more than {} messages to agent group {to} within {} s",
+                self.limits.per_pair,
+                window.as_secs()
+            )
+        } else if session_full {
+            format!(
+                "agent-to-agent loop cap: more than {} messages to other agents within {} s",
+                self.limits.per_session,
+                window.as_secs()
+            )
+        } else {
+            pair.push_back(now);
+            session.push_back(now);
+            return Ok(());
+        };
+        let tell = self
+            .told
+            .get(from)
+            .is_none_or(|at| now.duration_since(*at) >= window);
+        if tell {
+            self.told.insert(from.clone(), now);
+        }
+        if self.pairs.len() > 100_000 {
+            // Forget idle counters rather than grow without bound.
+            self.pairs.retain(|_, times| !times.is_empty());
+            self.sessions.retain(|_, times| !times.is_empty());
+        }
+        Err(CapHit { reason, tell })
+    }
+}
+
+/// Where an agent-to-agent row lands.
+struct Landing {
+    target: SessionRef,
+    sender_name: String,
+}
+
+impl Delivery {
+    /// Delivers a message row to another agent's session (`to_group`, through a destination)
+    /// or back to the session that asked (`return_to`).
+    pub(super) async fn send_to_agent(
+        &self,
+        session: &SessionRef,
+        row: &OutboundRow,
+        message: &MessageContent,
+        to_group: Option<AgentGroupId>,
+        return_to: Option<SessionId>,
+    ) -> RowOutcome {
+        let target_id = format!("{}.{}", session.id, row.id);
+        if !protocol::ids::is_safe_folder_name(&target_id) {
+            return RowOutcome::refused(format!(
+                "message id {:?} is not a plain name: it cannot carry files to another agent",
+                row.id.as_str()
+            ));
+        }
+        let target_id = MessageId::new(target_id);
+        let landing = match self.landing(session, to_group, return_to).await {
+            Ok(Ok(landing)) => landing,
+            Ok(Err(reason)) => return RowOutcome::refused(reason),
+            Err(e) => {
+                tracing::warn!(error = %e, "resolving the agent-to-agent target failed");
+                return RowOutcome::Deferred;
+            }
+        };
+        let admitted = self
+            .loop_guard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(&session.id, &landing.target.agent_group, Instant::now());
+        if let Err(hit) = admitted {
+            return RowOutcome::Refused {
+                reason: hit.reason,
+                tell: hit.tell,
+            };
+        }
+
+        // Files first, into the target's inbox; the row that names them comes after.
+        let already = {
+            let id = target_id.clone();
+            self.sessions
+                .with_inbound(&landing.target, move |tx, _| {
+                    Ok(protocol::inbound::get(tx, &id)?.is_some())
+                })
+                .await
+        };
+        let already = match already {
+            Ok(already) => already,
+            Err(e) => {
+                tracing::warn!(error = %e, "opening the target session failed");
+                return RowOutcome::Deferred;
+            }
+        };
+        if !already {
+            let sender_paths = self.sessions.paths(session);
+            let target_paths = self.sessions.paths(&landing.target);
+            let (out_dir, outbox) = (sender_paths.out_dir(), sender_paths.outbox(row.id.as_str()));
+            let inbox = target_paths.inbox(target_id.as_str());
+            let names = message.files.clone();
+            let copied =
+                tokio::task::spawn_blocking(move || copy_files(&out_dir, &outbox, &names, &inbox))
+                    .await;
+            match copied {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return RowOutcome::refused(reason),
+                Err(e) => {
+                    tracing::error!(error = %e, "copying files failed");
+                    return RowOutcome::Deferred;
+                }
+            }
+            let content = InboundContent {
+                text: message.text.clone(),
+                sender: Some(Sender {
+                    id: format!("agent:{}", session.agent_group),
+                    name: Some(landing.sender_name.clone()),
+                }),
+                attachments: message.files.clone(),
+                ..InboundContent::default()
+            };
+            let mut inbound = NewInboundRow::chat(&content);
+            inbound.id = target_id.clone();
+            inbound.source_session_id = Some(session.id.clone());
+            let written = self
+                .sessions
+                .with_inbound(&landing.target, move |tx, _| {
+                    if protocol::inbound::get(tx, &inbound.id)?.is_none() {
+                        protocol::inbound::insert(tx, &inbound, None)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "writing into the target session failed");
+                return RowOutcome::Deferred;
+            }
+        }
+        tracing::info!(from = %session.id, to = %landing.target.id, group = %landing.target.agent_group, "agent-to-agent message");
+        self.supervisor.wake(&landing.target);
+        let (id, seq, platform_id) = (row.id.clone(), row.seq, target_id.to_string());
+        let _ = self
+            .sessions
+            .with_inbound(session, move |tx, _| {
+                Ok(protocol::inbound::record_delivery(
+                    tx,
+                    &id,
+                    seq,
+                    DeliveryStatus::Delivered,
+                    Some(&platform_id),
+                    None,
+                )?)
+            })
+            .await;
+        self.supervisor.touch(&session.id);
+        RowOutcome::Delivered
+    }
+
+    /// The target session: the target group's session for this sender, or the asking session.
+    async fn landing(
+        &self,
+        session: &SessionRef,
+        to_group: Option<AgentGroupId>,
+        return_to: Option<SessionId>,
+    ) -> Result<Result<Landing, String>, DbError> {
+        let sender = session.clone();
+        self.central
+            .call(move |conn| {
+                let sender_group = central::agent_group(conn, &sender.agent_group)?;
+                let target = match (to_group, return_to) {
+                    (Some(group), _) => {
+                        let tx = conn.transaction()?;
+                        let found = central::agent_group(&tx, &group).and_then(|target_group| {
+                            let (target, _) =
+                                session_db::resolve_a2a_session(&tx, &group, &sender.id)?;
+                            Ok((target, target_group))
+                        });
+                        tx.commit()?;
+                        match found {
+                            Ok(found) => found,
+                            Err(DbError::NotFound { .. }) => {
+                                return Ok(Err(format!("agent group {group} no longer exists")));
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    (None, Some(asking)) => {
+                        let target = match central::session(conn, &asking) {
+                            Ok(target) => target,
+                            Err(DbError::NotFound { .. }) => {
+                                return Ok(Err(format!(
+                                    "the session that asked ({asking}) no longer exists"
+                                )));
+                            }
+                            Err(e) => return Err(e),
+                        };
+                        let group = central::agent_group(conn, &target.agent_group_id)?;
+                        (target, group)
+                    }
+                    (None, None) => return Ok(Err("no agent to deliver to".into())),
+                };
+                let (target, target_group) = target;
+                Ok(Ok(Landing {
+                    target: SessionRef {
+                        id: target.id,
+                        agent_group: target_group.id,
+                        group_folder: target_group.folder,
+                    },
+                    sender_name: sender_group.name,
+                }))
+            })
+            .await
+    }
+}
+
+/// Copies the named files from the sender's outbox into the target's inbox. The outbox is
+/// container-written: every file is opened without following links and without blocking
+/// (a planted FIFO fails), must be a regular file within the size cap, and must really lie
+/// inside `out_dir` (checked on the open descriptor).
+fn copy_files(out_dir: &Path, outbox: &Path, names: &[String], inbox: &Path) -> Result<(), String> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let out_root = std::fs::canonicalize(out_dir).map_err(|e| format!("reading out/: {e}"))?;
+    for dir in [outbox.parent(), Some(outbox)].into_iter().flatten() {
+        match std::fs::symlink_metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(format!("{} is not a folder", display(out_dir, dir))),
+            Err(e) => return Err(format!("{}: {e}", display(out_dir, dir))),
+        }
+    }
+    std::fs::create_dir_all(inbox).map_err(|e| format!("creating the inbox: {e}"))?;
+    for name in names {
+        let source = outbox.join(name);
+        let mut file =
+            open_regular(&source, &out_root).map_err(|e| format!("file {name:?}: {e}"))?;
+        let destination = inbox.join(name);
+        // The inbox is host-owned, so truncating a copy left by an interrupted pass is safe.
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&destination)
+            .map_err(|e| format!("file {name:?}: writing the copy: {e}"))?;
+        let mut limited = (&mut file).take(MAX_ATTACHMENT_BYTES + 1);
+        let copied = std::io::copy(&mut limited, &mut out)
+            .map_err(|e| format!("file {name:?}: copying: {e}"))?;
+        if copied > MAX_ATTACHMENT_BYTES {
+            let _ = std::fs::remove_file(&destination);
+            return Err(format!(
+                "file {name:?} is over the cap of {MAX_ATTACHMENT_BYTES} bytes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn open_regular(path: &Path, root: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot open it (it must be a regular file, not a link): {e}"))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_ATTACHMENT_BYTES {
+        return Err(format!("over the cap of {MAX_ATTACHMENT_BYTES} bytes"));
+    }
+    // The descriptor's real path: a folder swapped for a link after the checks shows here.
+    let real: PathBuf = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|e| format!("cannot check where it lies: {e}"))?;
+    if !real.starts_with(root) {
+        return Err("it lies outside the session's out/ folder".into());
+    }
+    Ok(file)
+}
+
+fn display(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .map(|p| format!("out/{}", p.display()))
+        .unwrap_or_else(|_| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_guard_caps_per_pair_and_session_and_tells_once_per_window() {
+        let mut guard = LoopGuard::new(A2aLimits {
+            per_pair: 2,
+            per_session: 3,
+            window: Duration::from_secs(10),
+        });
+        let (a, b, c) = (
+            SessionId::new("a"),
+            AgentGroupId::new("b"),
+            AgentGroupId::new("c"),
+        );
+        let t0 = Instant::now();
+        assert!(guard.admit(&a, &b, t0).is_ok());
+        assert!(guard.admit(&a, &b, t0).is_ok());
+        let hit = guard.admit(&a, &b, t0).unwrap_err();
+        assert!(hit.tell && hit.reason.contains("agent group b"), "{hit:?}");
+        assert!(
+            !guard.admit(&a, &b, t0).unwrap_err().tell,
+            "told once per window"
+        );
+        assert!(guard.admit(&a, &c, t0).is_ok());
+        let hit = guard.admit(&a, &c, t0).unwrap_err();
+        assert!(hit.reason.contains("to other agents"), "{hit:?}");
+        // Another session has its own counters.
+        assert!(guard.admit(&SessionId::new("z"), &b, t0).is_ok());
+        // The window slides.
+        let later = t0 + Duration::from_secs(11);
+        assert!(guard.admit(&a, &b, later).is_ok());
+        assert!(guard.admit(&a, &b, later).is_ok());
+        assert!(guard.admit(&a, &b, later).unwrap_err().tell);
+    }
+
+    #[test]
+    fn files_are_copied_but_links_and_fifos_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let outbox = out.join("outbox").join("m1");
+        std::fs::create_dir_all(&outbox).unwrap();
+        std::fs::write(outbox.join("a.txt"), "hello").unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "host secret").unwrap();
+        std::os::unix::fs::symlink(&secret, outbox.join("link.txt")).unwrap();
+        let inbox = dir.path().join("in/inbox/x");
+        copy_files(&out, &outbox, &["a.txt".into()], &inbox).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(inbox.join("a.txt")).unwrap(),
+            "hello"
+        );
+        let refused = copy_files(&out, &outbox, &["link.txt".into()], &dir.path().join("i2"));
+        assert!(refused.unwrap_err().contains("link.txt"));
+        let missing = copy_files(&out, &outbox, &["nope".into()], &dir.path().join("i3"));
+        assert!(missing.is_err());
+        // The outbox folder itself swapped for a link to the host's files.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("b.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, out.join("outbox").join("m2")).unwrap();
+        let swapped = copy_files(
+            &out,
+            &out.join("outbox").join("m2"),
+            &["b.txt".into()],
+            &dir.path().join("i4"),
+        );
+        assert!(swapped.is_err());
+        let status = std::process::Command::new("mkfifo")
+            .arg(outbox.join("pipe"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let fifo = copy_files(&out, &outbox, &["pipe".into()], &dir.path().join("i5"));
+        assert!(fifo.unwrap_err().contains("not a regular file"));
+    }
+}

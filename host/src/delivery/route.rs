@@ -1,0 +1,130 @@
+//! Where an outbound row goes, decided from the central DB alone ([`Delivery::route`]),
+//! never from routing the container wrote: a [`Route`].
+//!
+//! A named destination must be a row of the agent group's `agent_destinations`. No name
+//! means the origin: for a session another agent started, the session that asked; otherwise
+//! the chat of the message being answered (when that chat is the session's own or wired to
+//! its agent group — what an agent-shared session needs), else the session's own chat.
+
+use super::Delivery;
+use crate::channels::ChatAddress;
+use crate::db::DbError;
+use crate::db::central::{self, destinations};
+use crate::session::SessionRef;
+use protocol::{AgentGroupId, DestinationType, MessageId, SessionId};
+
+/// Where a row goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A chat on a platform.
+    Chat(ChatAddress),
+    /// Another agent group, through a named destination.
+    Agent { agent_group: AgentGroupId },
+    /// Back to the session that asked (this session was started by another agent).
+    Return { session: SessionId },
+}
+
+/// The chat of an inbound row, as the host wrote it.
+type RowChat = Option<(String, String, Option<String>)>;
+
+impl Delivery {
+    /// Resolves a row's destination; `Err` says why it is not allowed.
+    pub(super) async fn route(
+        &self,
+        session: &SessionRef,
+        destination: Option<&str>,
+        in_reply_to: Option<&MessageId>,
+    ) -> Result<Route, String> {
+        // The chat of the answered row, read from inbound.db (written by the host only).
+        let answered: RowChat = match (destination, in_reply_to) {
+            (None, Some(id)) => {
+                let id = id.clone();
+                self.sessions
+                    .with_inbound(session, move |tx, _| {
+                        Ok(protocol::inbound::get(tx, &id)?.and_then(|row| {
+                            row.channel_type
+                                .zip(row.platform_id)
+                                .map(|(c, p)| (c, p, row.thread_id))
+                        }))
+                    })
+                    .await
+                    .unwrap_or_default()
+            }
+            _ => None,
+        };
+        let session_id = session.id.clone();
+        let group = session.agent_group.clone();
+        let name = destination.map(str::to_owned);
+        let resolved = self
+            .central
+            .call(move |conn| -> Result<Result<Route, String>, DbError> {
+                match name {
+                    None => origin(conn, &session_id, &group, answered),
+                    Some(name) => named(conn, &group, &name),
+                }
+            })
+            .await;
+        match resolved {
+            Ok(result) => result,
+            Err(e) => Err(format!("checking the destination failed: {e}")),
+        }
+    }
+}
+
+fn origin(
+    conn: &rusqlite::Connection,
+    session_id: &SessionId,
+    group: &AgentGroupId,
+    answered: RowChat,
+) -> Result<Result<Route, String>, DbError> {
+    let stored = central::session(conn, session_id)?;
+    if let Some(source) = stored.source_session_id {
+        return Ok(Ok(Route::Return { session: source }));
+    }
+    if let Some((channel_type, platform_id, thread_id)) = answered
+        && let Ok(chat) = central::chats::find_chat(conn, &format!("{channel_type}/{platform_id}"))
+        && (stored.messaging_group_id.as_deref() == Some(chat.id.as_str())
+            || !central::wirings::list_wirings(conn, Some(&chat.id), Some(group))?.is_empty())
+    {
+        return Ok(Ok(Route::Chat(ChatAddress {
+            channel_type: chat.channel_type,
+            platform_id: chat.platform_id,
+            thread_id,
+        })));
+    }
+    let Some(chat_id) = stored.messaging_group_id else {
+        return Ok(Err("the session has no origin chat".into()));
+    };
+    let chat = central::messaging_group(conn, &chat_id)?;
+    Ok(Ok(Route::Chat(ChatAddress {
+        channel_type: chat.channel_type,
+        platform_id: chat.platform_id,
+        thread_id: stored.thread_id,
+    })))
+}
+
+fn named(
+    conn: &rusqlite::Connection,
+    group: &AgentGroupId,
+    name: &str,
+) -> Result<Result<Route, String>, DbError> {
+    let Some(destination) = destinations::destination(conn, group, name)? else {
+        return Ok(Err(format!(
+            "destination {name:?} is not one of this agent group's destinations"
+        )));
+    };
+    Ok(match destination.destination_type {
+        DestinationType::Channel => match (destination.channel_type, destination.platform_id) {
+            (Some(channel_type), Some(platform_id)) => Ok(Route::Chat(ChatAddress {
+                channel_type,
+                platform_id,
+                thread_id: destination.thread_id,
+            })),
+            _ => Err(format!("destination {name:?} has no chat")),
+        },
+        DestinationType::Agent => match destination.agent_group_id {
+            Some(agent_group) => Ok(Route::Agent { agent_group }),
+            None => Err(format!("destination {name:?} names no agent group")),
+        },
+    })
+}

@@ -1,0 +1,310 @@
+//! The router: turns an [`InboundEvent`] from a channel into `messages_in` rows in the right
+//! sessions (DESIGN §4, Inbound), then wakes them.
+//!
+//! The decision is taken in one central-DB transaction ([`plan`]): wirings in priority
+//! order, sender access (the chat's unknown-sender policy, the wiring's sender scope), engage
+//! mode, session by mode, accumulate or drop, approvals for unknown senders and unwired
+//! chats, and a record of every drop. Then each row is written (even seq, durable) through the
+//! session store and trigger rows wake their session. A platform message id seen twice for
+//! the same agent group is stored once.
+//!
+//! A direct message `approve <id>` / `deny <id>` is a decision by the sender's platform
+//! identity ([`approvals`]); [`Router::decide`] is also what the admin API calls. Approving
+//! replays the held messages through the same path.
+
+pub mod approvals;
+pub mod plan;
+#[cfg(test)]
+mod tests;
+
+use crate::channels::{ChatAddress, HostMessage};
+use crate::db::{DbError, DbThread};
+use crate::session::{SessionSetup, SessionStore};
+use crate::supervisor::Supervisor;
+use approvals::{DecideError, Decided, Decider, Decision};
+use plan::{PatternCache, PlanSettings, Target};
+use protocol::{InboundContent, MessageId, NewInboundRow, Sender, Seq, SessionConfig};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+pub use crate::session::SessionRef;
+
+/// A message as a channel adapter reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundEvent {
+    pub channel_type: String,
+    pub platform_id: String,
+    pub thread_id: Option<String>,
+    pub platform_message_id: String,
+    pub sender: Sender,
+    pub text: String,
+    pub attachments: Vec<String>,
+    pub is_mention: bool,
+    pub is_group: bool,
+    /// A human name for the chat, used when the chat is seen for the first time.
+    pub chat_name: Option<String>,
+}
+
+/// One row the router wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutedMessage {
+    pub session: SessionRef,
+    pub message_id: MessageId,
+    pub seq: Seq,
+    /// Whether the row wakes the agent (false: stored as context for the next turn).
+    pub trigger: bool,
+}
+
+/// What became of an event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteOutcome {
+    /// Rows written; every one is durable.
+    pub routed: Vec<RoutedMessage>,
+    /// Approvals that hold the message until someone decides.
+    pub held: Vec<String>,
+    /// Why the message reached no agent group, one reason per drop.
+    pub dropped: Vec<String>,
+    /// The event was an approval decision typed in a DM; this is the answer sent back.
+    pub decision: Option<String>,
+}
+
+/// Why routing failed. Retryable when the database was busy; the channel may ask the
+/// platform to redeliver.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("storing the message failed: {0}")]
+    Db(#[from] DbError),
+}
+
+impl RouteError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RouteError::Db(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Routes inbound events; shared by every channel and the admin API.
+pub struct Router {
+    central: Arc<DbThread<Connection>>,
+    sessions: Arc<SessionStore>,
+    supervisor: Arc<Supervisor>,
+    session_config: SessionConfig,
+    host_messages: mpsc::UnboundedSender<HostMessage>,
+    /// The other end of `host_messages`, until the daemon hands it to delivery.
+    host_messages_out: Mutex<Option<mpsc::UnboundedReceiver<HostMessage>>>,
+    settings: PlanSettings,
+    patterns: Arc<Mutex<PatternCache>>,
+}
+
+/// What a router needs.
+pub struct RouterParts {
+    pub central: Arc<DbThread<Connection>>,
+    pub sessions: Arc<SessionStore>,
+    pub supervisor: Arc<Supervisor>,
+    pub session_config: SessionConfig,
+    pub settings: PlanSettings,
+}
+
+impl Router {
+    /// A router with the default settings.
+    pub fn new(
+        central: Arc<DbThread<Connection>>,
+        sessions: Arc<SessionStore>,
+        supervisor: Arc<Supervisor>,
+        session_config: SessionConfig,
+    ) -> Arc<Self> {
+        Self::with_parts(RouterParts {
+            central,
+            sessions,
+            supervisor,
+            session_config,
+            settings: PlanSettings::default(),
+        })
+    }
+
+    pub fn with_parts(parts: RouterParts) -> Arc<Self> {
+        let (host_messages, host_messages_out) = mpsc::unbounded_channel();
+        Arc::new(Self {
+            central: parts.central,
+            sessions: parts.sessions,
+            supervisor: parts.supervisor,
+            session_config: parts.session_config,
+            host_messages,
+            host_messages_out: Mutex::new(Some(host_messages_out)),
+            settings: parts.settings,
+            patterns: Arc::default(),
+        })
+    }
+
+    /// The host's own messages to chats (approval requests, answers to decisions), for
+    /// delivery to send. `None` after the first call; until it is taken they wait in memory.
+    pub fn take_host_messages(&self) -> Option<mpsc::UnboundedReceiver<HostMessage>> {
+        self.host_messages_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// Routes one event and returns the rows written (empty when the message was dropped or
+    /// held); when this returns `Ok`, every row is durable. See [`Router::route_event`].
+    pub async fn route(&self, event: InboundEvent) -> Result<Vec<RoutedMessage>, RouteError> {
+        Ok(self.route_event(event).await?.routed)
+    }
+
+    /// Routes one event from a channel and says what became of it. When this returns `Ok`,
+    /// every row is durable.
+    pub async fn route_event(&self, event: InboundEvent) -> Result<RouteOutcome, RouteError> {
+        if !event.is_group
+            && let Some((id, decision)) = approvals::parse_command(&event.text)
+        {
+            return Ok(self.decide_from_chat(&event, &id, decision).await);
+        }
+        self.deliver(event).await
+    }
+
+    /// An approval decision typed in a DM: decided as the sender, answered in the same chat.
+    async fn decide_from_chat(
+        &self,
+        event: &InboundEvent,
+        id: &str,
+        decision: Decision,
+    ) -> RouteOutcome {
+        let decider = Decider::User(event.sender.id.clone());
+        let answer = match self.decide(id, decider, decision).await {
+            Ok(decided) => format!("approval {id}: {}", decided.status),
+            Err(e) => format!("approval {id} not decided: {e}"),
+        };
+        let _ = self.host_messages.send(HostMessage {
+            to: ChatAddress {
+                channel_type: event.channel_type.clone(),
+                platform_id: event.platform_id.clone(),
+                thread_id: event.thread_id.clone(),
+            },
+            text: answer.clone(),
+        });
+        RouteOutcome {
+            decision: Some(answer),
+            ..RouteOutcome::default()
+        }
+    }
+
+    /// Decides an approval, then replays what it held (approve) and projects changed
+    /// destinations.
+    pub async fn decide(
+        &self,
+        id: &str,
+        decider: Decider,
+        decision: Decision,
+    ) -> Result<Decided, DecideError> {
+        let approval_id = id.to_owned();
+        let decided = self
+            .central
+            .call(move |conn| Ok(approvals::decide(conn, &approval_id, &decider, &decision)))
+            .await??;
+        if let Some(group) = &decided.rewired_group {
+            self.supervisor.reproject_group(group).await;
+        }
+        if decided.status == crate::db::central::ApprovalStatus::Approved {
+            for held in &decided.approval.held {
+                let event: InboundEvent = match serde_json::from_value(held.clone()) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::warn!(approval = %id, error = %e, "a held message cannot be read back");
+                        continue;
+                    }
+                };
+                match self.deliver(event).await {
+                    Ok(outcome) => {
+                        tracing::info!(approval = %id, rows = outcome.routed.len(), "held message replayed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(approval = %id, error = %e, "replaying a held message failed")
+                    }
+                }
+            }
+        }
+        Ok(decided)
+    }
+
+    /// Plans the event, writes its rows, wakes their sessions, and notifies approvers.
+    async fn deliver(&self, event: InboundEvent) -> Result<RouteOutcome, RouteError> {
+        let settings = self.settings;
+        let patterns = Arc::clone(&self.patterns);
+        let planned_event = event.clone();
+        let plan = self
+            .central
+            .call(move |conn| {
+                let mut patterns = patterns
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                plan::plan(conn, &planned_event, settings, &mut patterns)
+            })
+            .await?;
+        for notification in plan.notifications {
+            let _ = self.host_messages.send(notification);
+        }
+        let mut routed = Vec::with_capacity(plan.targets.len());
+        for target in plan.targets {
+            routed.push(self.write(&event, target).await?);
+        }
+        Ok(RouteOutcome {
+            routed,
+            held: plan.held,
+            dropped: plan.dropped,
+            decision: None,
+        })
+    }
+
+    /// Writes one row (and, for a new session, its routing, config and destinations).
+    async fn write(
+        &self,
+        event: &InboundEvent,
+        target: Target,
+    ) -> Result<RoutedMessage, RouteError> {
+        let message_id = MessageId::generate();
+        let content = InboundContent {
+            text: event.text.clone(),
+            sender: Some(event.sender.clone()),
+            attachments: event.attachments.clone(),
+            sender_role: target.sender_role.clone(),
+            ..InboundContent::default()
+        };
+        let mut row = NewInboundRow::chat(&content);
+        row.id = message_id.clone();
+        row.trigger = target.trigger;
+        row.channel_type = Some(event.channel_type.clone());
+        row.platform_id = Some(event.platform_id.clone());
+        row.thread_id = event.thread_id.clone();
+        let setup = target.created.then(|| SessionSetup {
+            routing: Some(target.routing.clone()),
+            config: self.session_config.clone(),
+            destinations: target.setup_destinations.clone(),
+        });
+        let seq = self
+            .sessions
+            .with_inbound(&target.session, move |tx, _| {
+                if let Some(setup) = setup {
+                    if let Some(routing) = &setup.routing {
+                        protocol::inbound::set_routing(tx, routing)?;
+                    }
+                    protocol::inbound::set_config(tx, &setup.config)?;
+                    protocol::inbound::set_destinations(tx, &setup.destinations)?;
+                }
+                Ok(protocol::inbound::insert(tx, &row, None)?)
+            })
+            .await?;
+        tracing::debug!(session_id = %target.session.id, %seq, trigger = target.trigger, "routed");
+        if target.trigger {
+            self.supervisor.wake(&target.session);
+        }
+        Ok(RoutedMessage {
+            session: target.session,
+            message_id,
+            seq,
+            trigger: target.trigger,
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Many containers at once: `n` chats, each its own session, each answered by its own
+//! container, all running together; then, with every container up, one more message per
+//! chat, timing the host's routing (message written -> `accepted`, i.e. durable) and the
+//! replies, and checking that every chat is answered. The host's RSS is read while all run.
+//!
+//! The chats are `cli` chats `bench-<i>`, wired by [`start_host_with_chats`].
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use futures_util::StreamExt;
+use host::channels::cli::ServerLine;
+
+use super::Bench;
+use super::chats::start_host_with_chats;
+use super::cli_client::CliClient;
+use super::resources::rss_kib;
+use super::stats::Distribution;
+use crate::docker::list_containers_by_label;
+use crate::fake_model::FakeModel;
+use crate::host_process::{HostOptions, HostProcess, INSTALL_LABEL, ModelConfig};
+
+/// How long all first turns together may take (every container starts in this time).
+const START_ALL_TIMEOUT: Duration = Duration::from_secs(420);
+/// How long the second round's replies may take.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(Clone, Debug)]
+pub struct ConcurrencyRun {
+    pub containers: usize,
+    /// The most containers of the install seen running at once.
+    pub running_peak: usize,
+    /// Chats answered in the round with every container up.
+    pub answered: usize,
+    /// Message -> `accepted` with every container up.
+    pub routing: Distribution,
+    /// Message -> reply with every container up.
+    pub reply: Distribution,
+    /// From the first message until every chat had its first reply.
+    pub all_started_secs: f64,
+    pub host_rss_kib: u64,
+}
+
+pub async fn measure(bench: &Bench, docker: &Docker, n: usize) -> anyhow::Result<ConcurrencyRun> {
+    let fake = FakeModel::start()?;
+    let options = HostOptions {
+        model: Some(ModelConfig::openai(&fake)),
+        image: Some(bench.image.clone()),
+        binary: Some(bench.crabpot_bin.clone()),
+        rust_log: Some("info".to_owned()),
+        ..HostOptions::default()
+    }
+    .env("CRABPOT_MAX_CONTAINERS", (n + 50).to_string())
+    .env("CRABPOT_IDLE_TIMEOUT_SECS", "3600");
+    let chats: Vec<String> = (0..n).map(chat).collect();
+    let mut host = start_host_with_chats(options, &chats).await?;
+    let result = rounds(&host, docker, n).await;
+    // Stop the host first, then remove the containers in parallel: one by one would take
+    // minutes at this size.
+    let _ = host.stop();
+    remove_in_parallel(docker, host.install_id()).await;
+    if result.is_err() {
+        // The log is long at this size: keep it whole next to the report.
+        let kept = bench.work_dir.with_file_name("concurrency-host.log");
+        if std::fs::copy(host.log_path(), &kept).is_ok() {
+            return result.with_context(|| format!("the host's log is in {}", kept.display()));
+        }
+    }
+    result
+}
+
+fn chat(i: usize) -> String {
+    format!("bench-{i}")
+}
+
+/// What one round saw.
+struct Round {
+    routing: Vec<Duration>,
+    reply: Vec<Duration>,
+    answered: usize,
+    elapsed: Duration,
+}
+
+async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result<ConcurrencyRun> {
+    let mut client = CliClient::connect(&host.cli_socket()).await?;
+    let first = round(&mut client, n, 1, START_ALL_TIMEOUT).await?;
+    if first.answered < n {
+        bail!(
+            "only {} of {n} chats were answered while their containers started",
+            first.answered
+        );
+    }
+    let running_peak = count_running(docker, host.install_id()).await?;
+    let host_rss_kib = rss_kib(host.pid().context("the host is not running")?)?;
+    let second = round(&mut client, n, 2, ROUND_TIMEOUT).await?;
+    let running_after = count_running(docker, host.install_id()).await?;
+    Ok(ConcurrencyRun {
+        containers: n,
+        running_peak: running_peak.max(running_after),
+        answered: second.answered,
+        routing: Distribution::from_durations(&second.routing),
+        reply: Distribution::from_durations(&second.reply),
+        all_started_secs: first.elapsed.as_secs_f64(),
+        host_rss_kib,
+    })
+}
+
+/// One message into each chat, each sent once the previous one is durable; then waits for
+/// the replies. Replies are matched by the `[r<round>-<i>]` token they echo.
+async fn round(
+    client: &mut CliClient,
+    n: usize,
+    number: usize,
+    timeout: Duration,
+) -> anyhow::Result<Round> {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    let mut routing = Vec::with_capacity(n);
+    let mut reply = Vec::with_capacity(n);
+    for i in 0..n {
+        let token = format!("[r{number}-{i}]");
+        let sent = Instant::now();
+        client
+            .send(&format!("message {token}"), Some(&chat(i)))
+            .await?;
+        sent_at.insert(token, sent);
+        loop {
+            match client.next(deadline).await? {
+                ServerLine::Accepted { .. } => {
+                    routing.push(sent.elapsed());
+                    break;
+                }
+                ServerLine::Reply { text, .. } => note_reply(&text, &mut sent_at, &mut reply),
+                ServerLine::TurnComplete { .. } => {}
+                ServerLine::Error { message, .. } => {
+                    bail!("the host refused a message to {}: {message}", chat(i))
+                }
+            }
+        }
+    }
+    while !sent_at.is_empty() && Instant::now() < deadline {
+        match client.next(deadline).await {
+            Ok(ServerLine::Reply { text, .. }) => note_reply(&text, &mut sent_at, &mut reply),
+            Ok(ServerLine::Accepted { .. } | ServerLine::TurnComplete { .. }) => {}
+            Ok(ServerLine::Error { message, .. }) => bail!("the host reported: {message}"),
+            Err(_) => break,
+        }
+    }
+    Ok(Round {
+        answered: reply.len(),
+        routing,
+        reply,
+        elapsed: start.elapsed(),
+    })
+}
+
+fn note_reply(text: &str, sent_at: &mut HashMap<String, Instant>, reply: &mut Vec<Duration>) {
+    // The reply echoes the prompt, which may hold other brackets: try every `[r...]`.
+    let tokens = text.match_indices("[r").filter_map(|(open, _)| {
+        let close = text[open..].find(']')?;
+        Some(&text[open..=open + close])
+    });
+    for token in tokens {
+        if let Some(sent) = sent_at.remove(token) {
+            reply.push(sent.elapsed());
+            return;
+        }
+    }
+}
+
+async fn count_running(docker: &Docker, install_id: &str) -> anyhow::Result<usize> {
+    let containers = list_containers_by_label(docker, INSTALL_LABEL, install_id).await?;
+    Ok(containers
+        .iter()
+        .filter(|container| {
+            container
+                .state
+                .as_ref()
+                .is_some_and(|state| state.to_string() == "running")
+        })
+        .count())
+}
+
+/// Force-removes the install's containers, eight at a time.
+async fn remove_in_parallel(docker: &Docker, install_id: &str) {
+    let Ok(containers) = list_containers_by_label(docker, INSTALL_LABEL, install_id).await else {
+        return;
+    };
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    futures_util::stream::iter(containers.into_iter().filter_map(|c| c.id))
+        .for_each_concurrent(8, |id| {
+            let options = options.clone();
+            async move {
+                let _ = docker.remove_container(&id, Some(options)).await;
+            }
+        })
+        .await;
+}

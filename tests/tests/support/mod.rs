@@ -1,0 +1,318 @@
+//! Shared by the routing, agents, approvals and admin CLI suites: [`Platform`], a fake chat
+//! platform speaking the `cli` channel's line protocol on `cli.sock` (any chat, thread,
+//! sender, group chat or mention), plus helpers to run the admin CLI, read the host's
+//! databases read-only, script the fake model per agent, and poll with deadlines.
+
+#![allow(dead_code)]
+
+use host::channels::cli::{ClientLine, ServerLine};
+use rusqlite::{Connection, OpenFlags};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tests::fake_model::RecordedRequest;
+use tests::host_process::{CliOutput, HostProcess};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::Notify;
+
+/// How long one agent turn (container start included) may take.
+pub const TURN: Duration = Duration::from_secs(90);
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `deadline`.
+pub async fn eventually<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One message as a platform sends it.
+#[derive(Clone, Debug)]
+pub struct Say {
+    pub user: String,
+    pub chat: String,
+    pub thread: Option<String>,
+    pub is_group: bool,
+    pub is_mention: bool,
+}
+
+impl Say {
+    /// `user` in a direct chat `chat`.
+    pub fn dm(user: &str, chat: &str) -> Self {
+        Self {
+            user: user.into(),
+            chat: chat.into(),
+            thread: None,
+            is_group: false,
+            is_mention: true,
+        }
+    }
+
+    /// `user` in the group chat `chat`, mentioning the agent when `mention`.
+    pub fn group(user: &str, chat: &str, mention: bool) -> Self {
+        Self {
+            user: user.into(),
+            chat: chat.into(),
+            thread: None,
+            is_group: true,
+            is_mention: mention,
+        }
+    }
+
+    pub fn thread(mut self, thread: &str) -> Self {
+        self.thread = Some(thread.into());
+        self
+    }
+}
+
+/// A fake chat platform on the host's `cli.sock`: sends messages into any chat and sees
+/// every reply (each names its chat).
+pub struct Platform {
+    write: OwnedWriteHalf,
+    lines: Arc<Mutex<Vec<ServerLine>>>,
+    arrived: Arc<Notify>,
+    answers_seen: usize,
+}
+
+impl Platform {
+    pub async fn connect(host: &HostProcess) -> Platform {
+        let stream = UnixStream::connect(host.cli_socket()).await.unwrap();
+        let (read, write) = stream.into_split();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let arrived = Arc::new(Notify::new());
+        let (sink, notify) = (Arc::clone(&lines), Arc::clone(&arrived));
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(read).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if let Ok(line) = serde_json::from_str::<ServerLine>(&line) {
+                    sink.lock().unwrap().push(line);
+                    notify.notify_waiters();
+                }
+            }
+        });
+        Platform {
+            write,
+            lines,
+            arrived,
+            answers_seen: 0,
+        }
+    }
+
+    /// Sends a message and returns the host's answer to it (`accepted` or `error`).
+    pub async fn say(&mut self, say: &Say, text: &str) -> ServerLine {
+        let line = ClientLine::Message {
+            text: text.into(),
+            user: say.user.clone(),
+            chat: Some(say.chat.clone()),
+            thread: say.thread.clone(),
+            is_group: say.is_group,
+            is_mention: say.is_mention,
+            message_id: None,
+        };
+        let mut json = serde_json::to_string(&line).unwrap();
+        json.push('\n');
+        self.write.write_all(json.as_bytes()).await.unwrap();
+        let index = self.answers_seen;
+        let answer = self
+            .wait("the host's answer", Duration::from_secs(30), |lines| {
+                lines
+                    .iter()
+                    .filter(|l| matches!(l, ServerLine::Accepted { .. } | ServerLine::Error { .. }))
+                    .nth(index)
+                    .cloned()
+            })
+            .await;
+        self.answers_seen += 1;
+        answer
+    }
+
+    /// The ids of the approvals an answer says hold the message.
+    pub fn held(answer: &ServerLine) -> Vec<String> {
+        match answer {
+            ServerLine::Accepted { held, .. } => held.clone(),
+            other => panic!("expected an accepted answer, got {other:?}"),
+        }
+    }
+
+    /// Waits for a reply in `chat` whose text contains `fragment`; returns (text, thread).
+    pub async fn reply_containing(&self, chat: &str, fragment: &str) -> (String, Option<String>) {
+        self.wait(
+            &format!("a reply in {chat} containing {fragment:?}"),
+            TURN,
+            |lines| {
+                lines.iter().find_map(|line| match line {
+                    ServerLine::Reply {
+                        text,
+                        platform_id,
+                        thread_id,
+                        ..
+                    } if platform_id == chat && text.contains(fragment) => {
+                        Some((text.clone(), thread_id.clone()))
+                    }
+                    _ => None,
+                })
+            },
+        )
+        .await
+    }
+
+    /// Every reply text seen in `chat` so far.
+    pub fn replies(&self, chat: &str) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| match line {
+                ServerLine::Reply {
+                    text, platform_id, ..
+                } if platform_id == chat => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        find: impl Fn(&[ServerLine]) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(found) = find(&self.lines.lock().unwrap()) {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let seen = self.lines.lock().unwrap().clone();
+                panic!("timed out waiting for {what}; lines seen: {seen:#?}");
+            }
+        }
+    }
+}
+
+/// Runs `crabpot <args>` and asserts it succeeded; returns stdout.
+pub async fn cli_ok(host: &HostProcess, args: &[&str]) -> String {
+    let output = host.run_cli(args).await.unwrap();
+    assert!(
+        output.success(),
+        "`crabpot {}` failed: {:?}\nstdout: {}\nstderr: {}\nhost log:\n{}",
+        args.join(" "),
+        output.status,
+        output.stdout,
+        output.stderr,
+        host.log_tail(40)
+    );
+    output.stdout
+}
+
+/// Runs `crabpot <args> --json` and parses stdout.
+pub async fn cli_json(host: &HostProcess, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let stdout = cli_ok(host, &args).await;
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Runs `crabpot <args>`, expecting it to fail with `code`; returns stderr.
+pub async fn cli_fails(host: &HostProcess, args: &[&str], code: i32) -> String {
+    let output: CliOutput = host.run_cli(args).await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "`crabpot {}`: stdout {} stderr {}",
+        args.join(" "),
+        output.stdout,
+        output.stderr
+    );
+    assert!(
+        !output.stderr.trim().is_empty(),
+        "an error says what is wrong"
+    );
+    output.stderr
+}
+
+/// Opens a database read-only (the host's central DB or a session file).
+pub fn read_only(path: &Path) -> Connection {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn
+}
+
+/// The host's central DB, read-only.
+pub fn central(host: &HostProcess) -> Connection {
+    read_only(&host.data_dir().join("crabpot.db"))
+}
+
+/// One column of every row of a query.
+pub fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+    conn.prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A groups dir holding a copy of the repo's `groups/main` and more groups, each with its
+/// `AGENT.md`.
+pub fn groups_dir(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main");
+    std::fs::create_dir_all(&main).unwrap();
+    std::fs::copy(
+        tests::repo_root().join("groups/main/AGENT.md"),
+        main.join("AGENT.md"),
+    )
+    .unwrap();
+    for (folder, instructions) in extra {
+        let group = dir.path().join(folder);
+        std::fs::create_dir_all(&group).unwrap();
+        std::fs::write(group.join("AGENT.md"), instructions).unwrap();
+    }
+    dir
+}
+
+/// The system prompt of a model request (OpenAI or Anthropic shape).
+pub fn system_prompt(request: &RecordedRequest) -> String {
+    if let Some(system) = request.body.get("system") {
+        return system.to_string();
+    }
+    request.body["messages"]
+        .as_array()
+        .and_then(|messages| messages.first())
+        .filter(|m| m["role"] == "system")
+        .map(|m| m["content"].to_string())
+        .unwrap_or_default()
+}
+
+/// Whether a request follows a tool call (its last message is a tool result).
+pub fn after_tool_call(request: &RecordedRequest) -> bool {
+    let last = request.body["messages"]
+        .as_array()
+        .and_then(|messages| messages.last())
+        .cloned()
+        .unwrap_or_default();
+    last["role"] == "tool"
+        || last["content"]
+            .as_array()
+            .is_some_and(|parts| parts.iter().any(|p| p["type"] == "tool_result"))
+}
+
+/// The session folder of a session id.
+pub fn session_path(host: &HostProcess, group: &str, session: &str) -> PathBuf {
+    host.sessions_dir().join(group).join(session)
+}
