@@ -3,6 +3,11 @@
 //! exits when the agent has finished it, or with exit code 4 after `--timeout`). By default it
 //! talks in the terminal's chat `cli/local`; [`ChatTarget`] can name another chat of channel
 //! `cli`, a thread, or a group chat.
+//!
+//! Questions: an agent's question arrives as a reply with numbered options. Interactively,
+//! the next line typed answers it (a number picks that option). One-shot, `--answer
+//! QUESTION_ID --message TEXT` sends TEXT as the answer and prints the rest of the agent's
+//! turn. Files the agent sent are printed as `[file] <path>` (a copy under `data/files/`).
 
 use crate::channels::cli::{ClientLine, ServerLine};
 use std::io::Write;
@@ -96,6 +101,16 @@ impl ChatTarget {
         }
     }
 
+    fn answer_line(&self, question_id: Option<&str>, text: &str) -> ClientLine {
+        ClientLine::Answer {
+            question_id: question_id.map(str::to_owned),
+            answer: text.to_owned(),
+            user: self.user.clone(),
+            chat: self.chat.clone(),
+            thread: self.thread.clone(),
+        }
+    }
+
     fn platform_id(&self) -> &str {
         self.chat
             .as_deref()
@@ -120,9 +135,37 @@ pub async fn one_shot(
     text: &str,
     timeout: Duration,
 ) -> Result<TurnReplies, ChatError> {
+    exchange(socket, target, &target.line(text), timeout).await
+}
+
+/// Answers an agent's question (`question_id`, or the chat's newest open one) and collects
+/// the replies until the agent has finished with the answer. An answer that came after the
+/// agent stopped waiting is stored for its next turn, and this returns at once.
+pub async fn answer(
+    socket: &Path,
+    target: &ChatTarget,
+    question_id: Option<&str>,
+    text: &str,
+    timeout: Duration,
+) -> Result<TurnReplies, ChatError> {
+    exchange(
+        socket,
+        target,
+        &target.answer_line(question_id, text),
+        timeout,
+    )
+    .await
+}
+
+async fn exchange(
+    socket: &Path,
+    target: &ChatTarget,
+    line: &ClientLine,
+    timeout: Duration,
+) -> Result<TurnReplies, ChatError> {
     let stream = connect(socket).await?;
     let (read, mut write) = stream.into_split();
-    send(&mut write, &target.line(text)).await?;
+    send(&mut write, line).await?;
     let mut lines = BufReader::new(read).lines();
     let mut result = TurnReplies {
         message_ids: Vec::new(),
@@ -155,8 +198,16 @@ pub async fn one_shot(
                     open = message_ids;
                 }
                 ServerLine::Reply {
-                    text, platform_id, ..
-                } if platform_id == target.platform_id() => result.replies.push(text),
+                    text,
+                    platform_id,
+                    files,
+                    ..
+                } if platform_id == target.platform_id() => {
+                    result.replies.push(text);
+                    result
+                        .replies
+                        .extend(files.into_iter().map(|file| format!("[file] {file}")));
+                }
                 ServerLine::Reply { .. } => {}
                 ServerLine::TurnComplete { message_id, .. } => {
                     open.retain(|id| *id != message_id);
@@ -180,8 +231,8 @@ pub async fn one_shot(
     }
 }
 
-/// The interactive chat: a prompt on stdin, replies printed as they arrive. Ends on EOF
-/// (Ctrl-D) or `/quit`.
+/// The interactive chat: a prompt on stdin, replies printed as they arrive. While an agent's
+/// question is open, the next line typed answers it. Ends on EOF (Ctrl-D) or `/quit`.
 pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatError> {
     let stream = connect(socket).await?;
     let (read, mut write) = stream.into_split();
@@ -192,6 +243,7 @@ pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatE
         target.platform_id()
     );
     prompt();
+    let mut open_question: Option<String> = None;
     loop {
         tokio::select! {
             line = stdin.next_line() => {
@@ -199,7 +251,12 @@ pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatE
                 let text = line.trim();
                 if text == "/quit" { break; }
                 if text.is_empty() { prompt(); continue; }
-                send(&mut write, &target.line(text)).await?;
+                match open_question.take() {
+                    Some(question_id) => {
+                        send(&mut write, &target.answer_line(Some(&question_id), text)).await?;
+                    }
+                    None => send(&mut write, &target.line(text)).await?,
+                }
             }
             line = from_host.next_line() => {
                 let Some(line) = line? else {
@@ -207,9 +264,13 @@ pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatE
                     break;
                 };
                 match serde_json::from_str::<ServerLine>(&line) {
-                    Ok(ServerLine::Reply { text, files, platform_id, .. }) if platform_id == target.platform_id() => {
+                    Ok(ServerLine::Reply { text, files, platform_id, question_id, .. }) if platform_id == target.platform_id() => {
                         println!("\nagent: {text}");
                         for file in files { println!("  [file] {file}"); }
+                        if let Some(question_id) = question_id {
+                            eprintln!("(your next line answers question {question_id})");
+                            open_question = Some(question_id);
+                        }
                         prompt();
                     }
                     Ok(ServerLine::Error { message }) => { eprintln!("\nerror: {message}"); prompt(); }

@@ -75,6 +75,10 @@ pub struct RawModelConfig {
     pub model: Option<String>,
     pub api_key: Option<String>,
     pub max_output_tokens: Option<u32>,
+    /// The model's context window in tokens (the agents compact their conversation near it).
+    pub context_window_tokens: Option<u32>,
+    /// Compact when a request would take more than this share of the window, in percent.
+    pub compact_at_percent: Option<u8>,
 }
 
 impl RawConfig {
@@ -109,6 +113,14 @@ impl RawConfig {
                     .model
                     .max_output_tokens
                     .or(self.model.max_output_tokens),
+                context_window_tokens: over
+                    .model
+                    .context_window_tokens
+                    .or(self.model.context_window_tokens),
+                compact_at_percent: over
+                    .model
+                    .compact_at_percent
+                    .or(self.model.compact_at_percent),
             },
         }
     }
@@ -197,6 +209,10 @@ impl RawConfig {
                 model: text("CRABPOT_MODEL"),
                 api_key,
                 max_output_tokens: number("CRABPOT_MODEL_MAX_OUTPUT_TOKENS")?.map(|n| n as u32),
+                context_window_tokens: number("CRABPOT_MODEL_CONTEXT_WINDOW")?
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                compact_at_percent: number("CRABPOT_MODEL_COMPACT_AT_PERCENT")?
+                    .map(|n| u8::try_from(n).unwrap_or(u8::MAX)),
             },
         })
     }
@@ -233,6 +249,10 @@ pub struct Config {
     /// `None` when no model is configured: the host still runs and says so in replies.
     pub model: Option<ModelUpstream>,
     pub max_output_tokens: u32,
+    /// The model's context window in tokens; 0 = the runner's default (128000).
+    pub context_window_tokens: u32,
+    /// The share of the window past which agents compact, in percent; 0 = the default (80).
+    pub compact_at_percent: u8,
     pub a2a: A2aLimits,
     pub approval_ttl: Duration,
 }
@@ -249,6 +269,10 @@ impl Config {
     }
     pub fn admin_socket(&self) -> PathBuf {
         self.data_dir.join("crabpot.sock")
+    }
+    /// Copies of the files agents send to chats, for channel adapters to read.
+    pub fn files_dir(&self) -> PathBuf {
+        self.data_dir.join("files")
     }
 
     /// Validates a merged layer stack.
@@ -299,6 +323,20 @@ impl Config {
                 "agent-to-agent caps and window must be at least 1".into(),
             ));
         }
+        let compact_at_percent = raw.model.compact_at_percent.unwrap_or(0);
+        if compact_at_percent > 100 {
+            return Err(invalid(
+                "model.compact_at_percent",
+                format!("{compact_at_percent} is over 100"),
+            ));
+        }
+        let context_window_tokens = raw.model.context_window_tokens.unwrap_or(0);
+        if context_window_tokens != 0 && context_window_tokens < 256 {
+            return Err(invalid(
+                "model.context_window_tokens",
+                format!("{context_window_tokens} is below 256 tokens"),
+            ));
+        }
         let approval_ttl_secs = raw.approval_ttl_secs.unwrap_or(7 * 24 * 3600);
         if approval_ttl_secs == 0 {
             return Err(invalid("approval_ttl_secs", "must be at least 1".into()));
@@ -323,6 +361,8 @@ impl Config {
             },
             model,
             max_output_tokens: raw.model.max_output_tokens.unwrap_or(4096),
+            context_window_tokens,
+            compact_at_percent,
             a2a,
             approval_ttl: Duration::from_secs(approval_ttl_secs),
         })
@@ -462,6 +502,14 @@ mod tests {
             (vec![("CRABPOT_CONTAINER_USER", "0:0")], "container_user"),
             (vec![("CRABPOT_MAX_CONTAINERS", "0")], "max_containers"),
             (vec![("CRABPOT_INSTALL_ID", "a/b")], "install_id"),
+            (
+                vec![("CRABPOT_MODEL_COMPACT_AT_PERCENT", "150")],
+                "model.compact_at_percent",
+            ),
+            (
+                vec![("CRABPOT_MODEL_CONTEXT_WINDOW", "10")],
+                "model.context_window_tokens",
+            ),
         ] {
             let err = Config::from_raw(env(&pairs)).unwrap_err();
             assert!(err.to_string().starts_with(key), "{err}");

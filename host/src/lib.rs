@@ -7,9 +7,12 @@
 //! `messages_in` row through the [`session`] store and wakes the [`supervisor`]; the session's
 //! container calls the model through the [`proxy`] and writes `outbound.db`, which
 //! [`delivery`] validates, re-checks against the central DB, and hands to a channel or to
-//! another agent's session. The [`sweep`] watches containers. Only [`runtime`] knows Docker.
+//! another agent's session, or carries out as a system action ([`tasks`] for schedules,
+//! [`agents`] for agents that create agents). The [`sweep`] watches containers and wakes
+//! sessions whose scheduled tasks come due. Only [`runtime`] knows Docker.
 
 pub mod admin;
+pub mod agents;
 pub mod channels;
 pub mod chat;
 pub mod command;
@@ -23,3 +26,4 @@ pub mod serve;
 pub mod session;
 pub mod supervisor;
 pub mod sweep;
+pub mod tasks;

@@ -88,14 +88,15 @@ async fn run(cli: Cli) -> ExitCode {
             };
             let result = match &args.message {
                 Some(text) => {
-                    match host::chat::one_shot(
-                        &socket,
-                        &target,
-                        text,
-                        Duration::from_secs(args.timeout),
-                    )
-                    .await
-                    {
+                    let timeout = Duration::from_secs(args.timeout);
+                    let turn = match args.answer.as_deref() {
+                        Some(question_id) => {
+                            let question_id = (question_id != "latest").then_some(question_id);
+                            host::chat::answer(&socket, &target, question_id, text, timeout).await
+                        }
+                        None => host::chat::one_shot(&socket, &target, text, timeout).await,
+                    };
+                    match turn {
                         Ok(turn) => {
                             if cli.json {
                                 println!("{}", serde_json::to_string(&turn).unwrap_or_default());
@@ -171,6 +172,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Sessions(_) => "sessions",
         Command::Approvals(_) => "approvals",
         Command::Dropped(_) => "dropped",
+        Command::Tasks(_) => "tasks",
     }
 }
 

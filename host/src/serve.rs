@@ -2,8 +2,8 @@
 //!
 //! Start order: data folders, central DB thread (and the `main` agent group wired to the
 //! `cli` chat on first start), Docker (version negotiated), session store thread, model
-//! proxy, supervisor (adopting this install's running containers), router, delivery, sweep,
-//! the `cli` channel and the admin socket. Shutdown cancels the root token, waits for every
+//! proxy, supervisor (adopting this install's running containers), router, tasks, delivery,
+//! sweep, the `cli` channel and the admin socket. Shutdown cancels the root token, waits for every
 //! task with a bound, then joins the database threads.
 
 use crate::admin::Admin;
@@ -19,6 +19,7 @@ use crate::router::{Router, RouterParts};
 use crate::runtime::{ContainerLimits, ContainerRuntime, DockerRuntime};
 use crate::session::SessionStore;
 use crate::supervisor::{Supervisor, SupervisorConfig, SupervisorParts};
+use crate::tasks::Tasks;
 use anyhow::{Context, bail};
 use protocol::{SessionConfig, SessionId};
 use std::os::unix::fs::MetadataExt;
@@ -120,6 +121,8 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
             .as_ref()
             .map_or_else(String::new, |m| m.model.clone()),
         max_output_tokens: config.max_output_tokens,
+        context_window_tokens: config.context_window_tokens,
+        compact_at_percent: config.compact_at_percent,
         ..SessionConfig::default()
     };
     let proxy = Proxy::new(config.model.clone(), usage_tx).context("building the model proxy")?;
@@ -171,6 +174,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         settings: PlanSettings {
             approval_ttl_ms: i64::try_from(config.approval_ttl.as_millis()).unwrap_or(i64::MAX),
         },
+        groups_dir: config.groups_dir.clone(),
     });
     let host_message_rx = router
         .take_host_messages()
@@ -182,6 +186,11 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         crate::config::WakeMode::Events => config.sweep_interval,
         crate::config::WakeMode::Poll => Duration::from_secs(1),
     };
+    let tasks_service = Tasks::new(
+        Arc::clone(&sessions),
+        Arc::clone(&central),
+        Arc::clone(&supervisor),
+    );
     let delivery = Delivery::new(DeliveryParts {
         sessions: Arc::clone(&sessions),
         central: Arc::clone(&central),
@@ -189,6 +198,9 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         channels,
         interval: delivery_interval,
         a2a_limits: config.a2a,
+        router: Arc::clone(&router),
+        tasks: Arc::clone(&tasks_service),
+        files_dir: config.files_dir(),
     });
     tasks.spawn(delivery.run(out_rx, notice_rx, host_message_rx, root.clone()));
     tasks.spawn(crate::sweep::run(
@@ -207,6 +219,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         central: Arc::clone(&central),
         sessions: Arc::clone(&sessions),
         router: Arc::clone(&router),
+        tasks: tasks_service,
         groups_dir: config.groups_dir.clone(),
     });
     tasks.spawn(admin.serve(admin_listener, tasks.clone(), root.clone()));

@@ -1,6 +1,7 @@
 //! The sweep (DESIGN §4): on an interval, asks the supervisor to notice exited containers,
-//! stale heartbeats and idle sessions. Scheduled and recurring rows join it with the task
-//! tools.
+//! stale heartbeats and idle sessions, and to wake sessions without a container whose
+//! scheduled rows came due. (A recurring task's next run is written when a run finishes, in
+//! delivery's ack sync; see `crate::tasks`.)
 
 use crate::supervisor::Supervisor;
 use std::sync::Arc;
@@ -14,7 +15,10 @@ pub async fn run(supervisor: Arc<Supervisor>, interval: Duration, shutdown: Canc
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => supervisor.check().await,
+            _ = tick.tick() => {
+                supervisor.check().await;
+                supervisor.wake_due().await;
+            }
         }
     }
 }

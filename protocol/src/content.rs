@@ -93,6 +93,10 @@ pub struct InboundContent {
     /// [`ROLE_ADMIN`], or absent for everyone else. Never taken from the message text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_role: Option<String>,
+    /// The platform's id of this message, written by the host so it can react to the message
+    /// later (`add_reaction` on an inbound seq). Not for the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_message_id: Option<String>,
 }
 
 impl InboundContent {
@@ -568,6 +572,7 @@ mod tests {
                 question_id,
                 answer,
                 sender_role,
+                platform_message_id: None,
             };
             let json = serde_json::to_string(&content).unwrap_or_default();
             let back: InboundContent = serde_json::from_str(&json).unwrap_or_default();

@@ -7,8 +7,8 @@
 //! ([`schema::open_inbound_writer`] and friends), the row and content types ([`rows`],
 //! [`content`]), the id newtypes ([`ids`]), the seq rules ([`seq`]), the folder layout
 //! ([`paths`]), the queries each side runs ([`inbound`], [`outbound`]) and the typed `system`
-//! actions the agent asks the host for ([`actions`]) and the task schedules they carry
-//! ([`schedule`]).
+//! actions the agent asks the host for ([`actions`]), the task schedules they carry
+//! ([`schedule`]) and the host's queries on task series ([`series`]).
 //!
 //! It has no tokio and no HTTP so that it stays cheap to build into the agent image.
 
@@ -22,6 +22,7 @@ pub mod rows;
 pub mod schedule;
 pub mod schema;
 pub mod seq;
+pub mod series;
 pub mod time;
 
 pub use actions::{Action, ActionError};

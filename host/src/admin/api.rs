@@ -101,6 +101,9 @@ pub struct GroupUpdate {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Whether the group's agents may create agents: approval, allow, deny.
+    #[serde(default)]
+    pub create_agents: Option<crate::db::central::groups::CreateAgentPolicy>,
     #[serde(default, flatten)]
     pub limits: Limits,
 }

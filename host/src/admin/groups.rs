@@ -1,5 +1,6 @@
-//! `crabpot groups ...`: list, show, create (with its folder and `AGENT.md`), update (name
-//! and container limits), delete, restart (its running containers).
+//! `crabpot groups ...`: list, show, create (with its folder and `AGENT.md`), update (name,
+//! container limits, whether its agents may create agents), delete, restart (its running
+//! containers).
 
 use super::api::{GroupCreate, GroupUpdate, Id, Limits};
 use super::{Admin, AdminError, Reply, parse, to_value, unknown_verb};
@@ -123,7 +124,15 @@ async fn update(admin: &Admin, request: GroupUpdate) -> Reply {
         (limits.memory_mb.is_some() || limits.cpus.is_some() || limits.pids_limit.is_some())
             .then(|| overrides(limits));
     let group = admin
-        .db(move |tx| groups::update_agent_group(tx, &id, request.name.as_deref(), changes))
+        .db(move |tx| {
+            groups::update_agent_group(
+                tx,
+                &id,
+                request.name.as_deref(),
+                changes,
+                request.create_agents,
+            )
+        })
         .await?;
     to_value(&group)
 }

@@ -3,7 +3,7 @@
 //!
 //! Every call is `POST /v1/<resource>/<verb>` with a JSON body; each resource has its own
 //! handler file (`groups`, `chats`, `wirings`, `destinations`, `people` for users, roles and
-//! members, `sessions`, `approvals`, `status` with dropped messages). Handlers run the
+//! members, `sessions`, `approvals`, `tasks`, `status` with dropped messages). Handlers run the
 //! central-DB work on its thread, then project destination changes into the affected
 //! sessions' `inbound.db` at once. Failures are [`AdminError`]s, sent as [`api::ApiError`].
 
@@ -16,6 +16,7 @@ mod groups;
 mod people;
 mod sessions;
 mod status;
+mod tasks;
 mod wirings;
 
 use crate::db::{DbError, DbThread};
@@ -109,6 +110,7 @@ pub struct Admin {
     pub central: Arc<DbThread<Connection>>,
     pub sessions: Arc<SessionStore>,
     pub router: Arc<Router>,
+    pub tasks: Arc<crate::tasks::Tasks>,
     /// Absolute path of `groups/`.
     pub groups_dir: PathBuf,
 }
@@ -192,6 +194,7 @@ impl Admin {
             }
             ("POST", "sessions") => sessions::handle(self, verb, body).await,
             ("POST", "approvals") => approvals::handle(self, verb, body).await,
+            ("POST", "tasks") => tasks::handle(self, verb, body).await,
             ("POST", "dropped") => status::dropped(self, verb, body).await,
             _ => Err(no_endpoint(&method, &path)),
         };

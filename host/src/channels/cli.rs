@@ -4,13 +4,18 @@
 //! which lets tests and scripts play a chat platform speaking this protocol. Every connected
 //! client sees every reply, each line naming its chat.
 //!
-//! Wire format: one JSON object per line. Client to host: [`ClientLine`]. Host to client:
-//! [`ServerLine`] — `accepted` once the message is durable (or held for an approval, or a
-//! decision was taken), `reply` for each delivered message, `turn_complete` when the agent has
-//! finished with a message, `error`.
+//! Wire format: one JSON object per line. Client to host: [`ClientLine`] — a `message`, or an
+//! `answer` to a question an agent asked. Host to client: [`ServerLine`] — `accepted` once the
+//! message is durable (or held for an approval, or a decision was taken), `reply` for each
+//! delivered message (a question carries its `question_id` and numbered `options`; files are
+//! host paths under `data/files/`), `turn_complete` when the agent has finished with a
+//! message, `error`.
+//!
+//! The terminal cannot edit or react: an edit or a reaction arrives as a new line saying so,
+//! and each update of a progress list is sent again in full.
 
 use super::{Capabilities, Channel, ChannelContext, ChannelError, ChatAddress, OutgoingMessage};
-use crate::router::InboundEvent;
+use crate::router::{InboundEvent, QuestionAnswer};
 use crate::runtime::BoxFuture;
 use protocol::{MessageId, OutboundContent, Sender};
 use serde::{Deserialize, Serialize};
@@ -51,6 +56,19 @@ pub enum ClientLine {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
     },
+    /// The answer to a question an agent asked in this chat: an option's number, an option's
+    /// text, or a free answer.
+    Answer {
+        /// The question's id from its `reply` line; absent = the chat's newest open question.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        question_id: Option<String>,
+        answer: String,
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chat: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<String>,
+    },
 }
 
 fn default_true() -> bool {
@@ -86,6 +104,12 @@ pub enum ServerLine {
         platform_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         thread_id: Option<String>,
+        /// Set on a question: answer it with an `answer` line naming this id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        question_id: Option<String>,
+        /// A question's options, in order (answer with a number from 1).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        options: Vec<String>,
     },
     TurnComplete {
         message_id: String,
@@ -99,6 +123,17 @@ pub enum ServerLine {
 
 fn default_platform_id() -> String {
     PLATFORM_ID.to_owned()
+}
+
+/// A `message` line, unpacked.
+struct IncomingMessage {
+    text: String,
+    user: String,
+    chat: Option<String>,
+    thread: Option<String>,
+    is_group: bool,
+    is_mention: bool,
+    message_id: Option<String>,
 }
 
 /// The terminal adapter.
@@ -208,9 +243,77 @@ impl CliChannel {
         writer.abort();
     }
 
-    /// Routes one client message and says what became of it.
+    /// Routes one client line and says what became of it.
     async fn accept(&self, line: ClientLine, context: &ChannelContext) -> ServerLine {
-        let ClientLine::Message {
+        match line {
+            ClientLine::Message {
+                text,
+                user,
+                chat,
+                thread,
+                is_group,
+                is_mention,
+                message_id,
+            } => {
+                let message = IncomingMessage {
+                    text,
+                    user,
+                    chat,
+                    thread,
+                    is_group,
+                    is_mention,
+                    message_id,
+                };
+                self.accept_message(message, context).await
+            }
+            ClientLine::Answer {
+                question_id,
+                answer,
+                user,
+                chat,
+                thread,
+            } => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let answer = QuestionAnswer {
+                    channel_type: CHANNEL_TYPE.into(),
+                    platform_id: chat.unwrap_or_else(|| PLATFORM_ID.into()),
+                    thread_id: thread,
+                    question_id,
+                    answer,
+                    sender: Sender {
+                        id: format!("cli:{user}"),
+                        name: Some(user),
+                    },
+                    platform_message_id: format!("cli-in-{}-{id}", uuid::Uuid::now_v7().simple()),
+                };
+                match context.answer(answer).await {
+                    Ok(answered) if answered.trigger => ServerLine::Accepted {
+                        message_ids: vec![answered.message_id.to_string()],
+                        context_ids: Vec::new(),
+                        held: Vec::new(),
+                        decision: None,
+                    },
+                    // The agent stopped waiting: the answer rides along with its next turn.
+                    Ok(answered) => ServerLine::Accepted {
+                        message_ids: Vec::new(),
+                        context_ids: vec![answered.message_id.to_string()],
+                        held: Vec::new(),
+                        decision: None,
+                    },
+                    Err(e) => ServerLine::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+        }
+    }
+
+    async fn accept_message(
+        &self,
+        message: IncomingMessage,
+        context: &ChannelContext,
+    ) -> ServerLine {
+        let IncomingMessage {
             text,
             user,
             chat,
@@ -218,7 +321,7 @@ impl CliChannel {
             is_group,
             is_mention,
             message_id,
-        } = line;
+        } = message;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let platform_id = chat.unwrap_or_else(|| PLATFORM_ID.into());
         let chat_name = (platform_id == PLATFORM_ID).then(|| "terminal".to_owned());
@@ -275,6 +378,57 @@ impl CliChannel {
     }
 }
 
+/// The text a terminal shows for a message: edits and reactions as lines saying so, a
+/// question with its numbered options, a progress list item by item.
+fn render(content: &OutboundContent) -> Result<String, ChannelError> {
+    Ok(match content {
+        OutboundContent::Message(m) => m.text.clone(),
+        OutboundContent::Edit { target_seq, text } => format!("(edit of {target_seq}) {text}"),
+        OutboundContent::Reaction { target_seq, emoji } => {
+            format!("(reaction to {target_seq}) {emoji}")
+        }
+        OutboundContent::Question {
+            title,
+            question,
+            options,
+            question_id,
+            ..
+        } => {
+            let numbered: Vec<String> = options
+                .iter()
+                .enumerate()
+                .map(|(i, o)| format!("  {}. {o}", i + 1))
+                .collect();
+            let how = if options.is_empty() {
+                "answer in your own words".to_owned()
+            } else {
+                "answer with a number or your own words".to_owned()
+            };
+            format!(
+                "{title} [{question_id}]\n{question}\n{}{}({how})",
+                numbered.join("\n"),
+                if numbered.is_empty() { "" } else { "\n" }
+            )
+        }
+        OutboundContent::Progress { items, target_seq } => {
+            let heading = match target_seq {
+                Some(seq) => format!("plan (update of {seq}):"),
+                None => "plan:".to_owned(),
+            };
+            let lines: Vec<String> = items
+                .iter()
+                .map(|i| format!("[{}] {}", i.status, i.text))
+                .collect();
+            format!("{heading}\n{}", lines.join("\n"))
+        }
+        OutboundContent::System { action, .. } => {
+            return Err(ChannelError::Rejected(format!(
+                "system action {action} is not a chat message"
+            )));
+        }
+    })
+}
+
 impl Channel for CliChannel {
     fn channel_type(&self) -> &'static str {
         CHANNEL_TYPE
@@ -297,38 +451,19 @@ impl Channel for CliChannel {
         message: &'a OutgoingMessage,
     ) -> BoxFuture<'a, Result<String, ChannelError>> {
         Box::pin(async move {
-            let text = match &message.content {
-                OutboundContent::Message(m) => m.text.clone(),
-                OutboundContent::Edit { target_seq, text } => {
-                    format!("(edit of {target_seq}) {text}")
-                }
-                OutboundContent::Reaction { target_seq, emoji } => {
-                    format!("(reaction to {target_seq}) {emoji}")
-                }
+            let (question_id, options) = match &message.content {
                 OutboundContent::Question {
-                    title,
-                    question,
+                    question_id,
                     options,
                     ..
-                } => {
-                    let numbered: Vec<String> = options
-                        .iter()
-                        .enumerate()
-                        .map(|(i, o)| format!("  {}. {o}", i + 1))
-                        .collect();
-                    format!("{title}\n{question}\n{}", numbered.join("\n"))
-                }
-                OutboundContent::Progress { items, .. } => items
-                    .iter()
-                    .map(|i| format!("[{}] {}", i.status, i.text))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                OutboundContent::System { action, .. } => {
-                    return Err(ChannelError::Rejected(format!(
-                        "system action {action} is not a chat message"
-                    )));
-                }
+                } => (Some(question_id.clone()), options.clone()),
+                OutboundContent::Message(_)
+                | OutboundContent::Edit { .. }
+                | OutboundContent::Reaction { .. }
+                | OutboundContent::Progress { .. }
+                | OutboundContent::System { .. } => (None, Vec::new()),
             };
+            let text = render(&message.content)?;
             let files = message
                 .files
                 .iter()
@@ -340,6 +475,8 @@ impl Channel for CliChannel {
                 files,
                 platform_id: to.platform_id.clone(),
                 thread_id: to.thread_id.clone(),
+                question_id,
+                options,
             });
             Ok(format!(
                 "cli-{}",

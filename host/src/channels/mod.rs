@@ -8,7 +8,9 @@
 
 pub mod cli;
 
-use crate::router::{InboundEvent, RouteError, RouteOutcome, Router};
+use crate::router::{
+    AnswerError, Answered, InboundEvent, QuestionAnswer, RouteError, RouteOutcome, Router,
+};
 use crate::runtime::BoxFuture;
 use protocol::{MessageId, OutboundContent, Seq};
 use std::collections::HashMap;
@@ -30,9 +32,11 @@ pub struct OutgoingMessage {
     pub id: MessageId,
     pub seq: Seq,
     pub content: OutboundContent,
-    /// Files to attach, as paths on the host (under the session's `out/outbox/<id>/`).
+    /// Files to attach, as paths on the host: copies the host made of the agent's outbox
+    /// files (under `data/files/`), which the adapter may read and keep.
     pub files: Vec<PathBuf>,
-    /// For edits and reactions: the platform id of the message they target.
+    /// For edits, reactions and progress updates: the platform id of the message they
+    /// target (only given to a progress update when the platform can edit).
     pub target_platform_message_id: Option<String>,
 }
 
@@ -109,6 +113,11 @@ impl ChannelContext {
     /// be told so.
     pub async fn push(&self, event: InboundEvent) -> Result<RouteOutcome, RouteError> {
         self.router.route_event(event).await
+    }
+
+    /// Hands an answer to an agent's question to the asking session.
+    pub async fn answer(&self, answer: QuestionAnswer) -> Result<Answered, AnswerError> {
+        self.router.answer_question(answer).await
     }
 }
 

@@ -2,11 +2,15 @@
 //! tables and short lines for people, or the API's JSON with `--json`. [`Failure`] carries the
 //! message for stderr and the documented exit code.
 
+use super::columns::{
+    APPROVALS, CHATS, DESTINATIONS, DROPPED, GROUPS, MEMBERS, ROLES, SESSIONS, TASKS, USERS,
+    WIRINGS,
+};
 use super::table::{Table, cell, outline};
 use super::{
     ApprovalsCommand, ChatsCommand, Command, DestinationsCommand, DroppedCommand, GroupsCommand,
-    LimitArgs, MembersCommand, RolesCommand, SessionsCommand, UsersCommand, WiringSettingsArgs,
-    WiringsCommand,
+    LimitArgs, MembersCommand, RolesCommand, SessionsCommand, TasksCommand, UsersCommand,
+    WiringSettingsArgs, WiringsCommand,
 };
 use crate::admin::client::{self, ClientError};
 use serde_json::{Value, json};
@@ -41,72 +45,6 @@ enum Render {
 /// The API call behind a command: resource, verb, body, and how to show the answer.
 fn request(command: &Command) -> Option<(&'static str, &'static str, Value, Render)> {
     use Render::{Line, Outline, Table};
-    const GROUPS: &[(&str, &str)] = &[
-        ("ID", "id"),
-        ("NAME", "name"),
-        ("LIMITS", "container_config"),
-    ];
-    const CHATS: &[(&str, &str)] = &[
-        ("ID", "id"),
-        ("CHANNEL", "channel_type"),
-        ("PLATFORM ID", "platform_id"),
-        ("NAME", "name"),
-        ("GROUP CHAT", "is_group"),
-        ("UNKNOWN SENDERS", "unknown_sender_policy"),
-    ];
-    const WIRINGS: &[(&str, &str)] = &[
-        ("ID", "id"),
-        ("CHAT", "chat_address"),
-        ("GROUP", "agent_group_id"),
-        ("SESSIONS", "session_mode"),
-        ("ENGAGE", "engage_mode"),
-        ("PATTERN", "engage_pattern"),
-        ("SENDERS", "sender_scope"),
-        ("IGNORED", "ignored_message_policy"),
-        ("PRIORITY", "priority"),
-    ];
-    const DESTINATIONS: &[(&str, &str)] = &[
-        ("GROUP", "agent_group_id"),
-        ("NAME", "name"),
-        ("TYPE", "target.type"),
-        ("TARGET", "chat_address"),
-        ("THREAD", "target.thread_id"),
-        ("AGENT", "target.agent_group_id"),
-        ("DISPLAY NAME", "display_name"),
-    ];
-    const USERS: &[(&str, &str)] = &[("ID", "id"), ("NAME", "name"), ("DMS", "dms")];
-    const ROLES: &[(&str, &str)] = &[
-        ("USER", "user_id"),
-        ("ROLE", "role"),
-        ("GROUP", "agent_group_id"),
-    ];
-    const MEMBERS: &[(&str, &str)] = &[("GROUP", "agent_group_id"), ("USER", "user_id")];
-    const SESSIONS: &[(&str, &str)] = &[
-        ("ID", "session.id"),
-        ("GROUP", "session.agent_group_id"),
-        ("KEY", "session.session_key"),
-        ("STATUS", "session.status"),
-        ("CONTAINER", "container"),
-        ("ASKED BY", "session.source_session_id"),
-    ];
-    const APPROVALS: &[(&str, &str)] = &[
-        ("ID", "id"),
-        ("KIND", "kind"),
-        ("STATUS", "status"),
-        ("GROUP", "agent_group_id"),
-        ("REQUESTER", "requester"),
-        ("APPROVERS", "approvers"),
-        ("SUMMARY", "summary"),
-    ];
-    const DROPPED: &[(&str, &str)] = &[
-        ("DIRECTION", "direction"),
-        ("REASON", "reason"),
-        ("CHAT", "chat"),
-        ("SENDER", "sender"),
-        ("GROUP", "agent_group_id"),
-        ("COUNT", "count"),
-        ("LAST SEEN", "last_seen"),
-    ];
     let ok = |_: &Value| "done".to_owned();
     Some(match command {
         Command::Serve(_) | Command::Chat(_) | Command::Status => return None,
@@ -140,8 +78,13 @@ fn request(command: &Command) -> Option<(&'static str, &'static str, Value, Rend
                     }),
                 )
             }
-            GroupsCommand::Update { id, name, limits } => {
-                let mut body = json!({ "id": id, "name": name });
+            GroupsCommand::Update {
+                id,
+                name,
+                create_agents,
+                limits,
+            } => {
+                let mut body = json!({ "id": id, "name": name, "create_agents": create_agents });
                 merge(&mut body, limits_json(limits));
                 (
                     "groups",
@@ -426,7 +369,39 @@ fn request(command: &Command) -> Option<(&'static str, &'static str, Value, Rend
         Command::Dropped(DroppedCommand::List { limit }) => {
             ("dropped", "list", json!({ "limit": limit }), Table(DROPPED))
         }
+        Command::Tasks(verb) => match verb {
+            TasksCommand::List { group, all } => (
+                "tasks",
+                "list",
+                json!({ "group": group, "all": all }),
+                Table(TASKS),
+            ),
+            TasksCommand::Pause { id } => task_change("pause", id),
+            TasksCommand::Resume { id } => task_change("resume", id),
+            TasksCommand::Cancel { id } => task_change("cancel", id),
+            TasksCommand::RunNow { id } => task_change("run-now", id),
+        },
     })
+}
+
+/// A task verb naming one task.
+fn task_change(verb: &'static str, id: &str) -> (&'static str, &'static str, Value, Render) {
+    (
+        "tasks",
+        verb,
+        json!({ "id": id }),
+        Render::Line(|v| {
+            let next = match v.get("next_run_at") {
+                Some(Value::Number(at)) => format!("; next run at {at} (unix ms)"),
+                _ => String::new(),
+            };
+            format!(
+                "task {} of session {}: done{next}",
+                cell(v.get("task")),
+                cell(v.get("session"))
+            )
+        }),
+    )
 }
 
 fn merge(body: &mut Value, more: Value) {

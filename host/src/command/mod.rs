@@ -5,8 +5,10 @@
 //! for people, `--json` for scripts).
 
 pub mod admin;
+pub mod columns;
 pub mod table;
 
+use crate::db::central::groups::CreateAgentPolicy;
 use crate::db::central::{
     EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode, UnknownSenderPolicy,
 };
@@ -80,6 +82,9 @@ pub enum Command {
     /// Dropped messages: what was not delivered, and why.
     #[command(subcommand, after_help = EXIT_CODES)]
     Dropped(DroppedCommand),
+    /// Scheduled tasks the agents set up (schedule_task), by task id.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Tasks(TasksCommand),
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +112,12 @@ pub struct ChatArgs {
     /// With --message: seconds to wait for the turn to finish.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// With --message: the message answers this question of the agent (the id shown with
+    /// it, e.g. q-3f9a0c1d2e; `latest` = the chat's newest open question). Give an option's
+    /// number, an option's text, or your own words. Interactively, the line typed after a
+    /// question answers it.
+    #[arg(long, value_name = "QUESTION_ID", requires = "message")]
+    pub answer: Option<String>,
     /// Who you are in the chat (default: $USER); your sender id is cli:USER.
     #[arg(long)]
     pub user: Option<String>,
@@ -155,11 +166,15 @@ pub enum GroupsCommand {
         #[command(flatten)]
         limits: LimitArgs,
     },
-    /// Rename a group or change its container limits.
+    /// Rename a group, change its container limits, or say whether its agents may create
+    /// agents (create_agent).
     Update {
         id: String,
         #[arg(long)]
         name: Option<String>,
+        /// approval (an admin decides each request; the default), allow, or deny.
+        #[arg(long, value_name = "POLICY")]
+        create_agents: Option<CreateAgentPolicy>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -371,6 +386,26 @@ pub enum ApprovalsCommand {
         #[arg(long = "as", value_name = "USER")]
         as_user: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List scheduled tasks (--all: finished and cancelled ones too).
+    List {
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Pause a task: it does not run until resumed.
+    Pause { id: String },
+    /// Resume a paused task (a run that came due meanwhile runs once, now).
+    Resume { id: String },
+    /// Cancel a task for good.
+    Cancel { id: String },
+    /// Run a task once now (a recurring task keeps its schedule; a one-off task runs now
+    /// instead of later).
+    RunNow { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 //! the target's answer (a row with no destination) comes back as a `chat` row into the very
 //! session that asked. Files travel from the sender's `out/outbox/<row id>/` to the target's
 //! `in/inbox/<message id>/`, opened without following links and checked to stay inside the
-//! sender's `out/`.
+//! sender's `out/` (see [`super::outbox`]).
 //!
 //! [`LoopGuard`] caps messages per (sending session, target agent group) and per sending
 //! session in a sliding window ([`A2aLimits`]). The excess is dropped and recorded, and the
@@ -21,12 +21,7 @@ use protocol::{
     SessionId,
 };
 use std::collections::{HashMap, VecDeque};
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Largest file that travels between agents.
-const MAX_ATTACHMENT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The loop caps of agent-to-agent messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,9 +189,10 @@ impl Delivery {
             let (out_dir, outbox) = (sender_paths.out_dir(), sender_paths.outbox(row.id.as_str()));
             let inbox = target_paths.inbox(target_id.as_str());
             let names = message.files.clone();
-            let copied =
-                tokio::task::spawn_blocking(move || copy_files(&out_dir, &outbox, &names, &inbox))
-                    .await;
+            let copied = tokio::task::spawn_blocking(move || {
+                super::outbox::copy_files(&out_dir, &outbox, &names, &inbox)
+            })
+            .await;
             match copied {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => return RowOutcome::refused(reason),
@@ -308,78 +304,6 @@ impl Delivery {
     }
 }
 
-/// Copies the named files from the sender's outbox into the target's inbox. The outbox is
-/// container-written: every file is opened without following links and without blocking
-/// (a planted FIFO fails), must be a regular file within the size cap, and must really lie
-/// inside `out_dir` (checked on the open descriptor).
-fn copy_files(out_dir: &Path, outbox: &Path, names: &[String], inbox: &Path) -> Result<(), String> {
-    if names.is_empty() {
-        return Ok(());
-    }
-    let out_root = std::fs::canonicalize(out_dir).map_err(|e| format!("reading out/: {e}"))?;
-    for dir in [outbox.parent(), Some(outbox)].into_iter().flatten() {
-        match std::fs::symlink_metadata(dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => return Err(format!("{} is not a folder", display(out_dir, dir))),
-            Err(e) => return Err(format!("{}: {e}", display(out_dir, dir))),
-        }
-    }
-    std::fs::create_dir_all(inbox).map_err(|e| format!("creating the inbox: {e}"))?;
-    for name in names {
-        let source = outbox.join(name);
-        let mut file =
-            open_regular(&source, &out_root).map_err(|e| format!("file {name:?}: {e}"))?;
-        let destination = inbox.join(name);
-        // The inbox is host-owned, so truncating a copy left by an interrupted pass is safe.
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&destination)
-            .map_err(|e| format!("file {name:?}: writing the copy: {e}"))?;
-        let mut limited = (&mut file).take(MAX_ATTACHMENT_BYTES + 1);
-        let copied = std::io::copy(&mut limited, &mut out)
-            .map_err(|e| format!("file {name:?}: copying: {e}"))?;
-        if copied > MAX_ATTACHMENT_BYTES {
-            let _ = std::fs::remove_file(&destination);
-            return Err(format!(
-                "file {name:?} is over the cap of {MAX_ATTACHMENT_BYTES} bytes"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn open_regular(path: &Path, root: &Path) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot open it (it must be a regular file, not a link): {e}"))?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > MAX_ATTACHMENT_BYTES {
-        return Err(format!("over the cap of {MAX_ATTACHMENT_BYTES} bytes"));
-    }
-    // The descriptor's real path: a folder swapped for a link after the checks shows here.
-    let real: PathBuf = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .map_err(|e| format!("cannot check where it lies: {e}"))?;
-    if !real.starts_with(root) {
-        return Err("it lies outside the session's out/ folder".into());
-    }
-    Ok(file)
-}
-
-fn display(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .map(|p| format!("out/{}", p.display()))
-        .unwrap_or_else(|_| path.display().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,46 +339,5 @@ mod tests {
         assert!(guard.admit(&a, &b, later).is_ok());
         assert!(guard.admit(&a, &b, later).is_ok());
         assert!(guard.admit(&a, &b, later).unwrap_err().tell);
-    }
-
-    #[test]
-    fn files_are_copied_but_links_and_fifos_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        let outbox = out.join("outbox").join("m1");
-        std::fs::create_dir_all(&outbox).unwrap();
-        std::fs::write(outbox.join("a.txt"), "hello").unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, "host secret").unwrap();
-        std::os::unix::fs::symlink(&secret, outbox.join("link.txt")).unwrap();
-        let inbox = dir.path().join("in/inbox/x");
-        copy_files(&out, &outbox, &["a.txt".into()], &inbox).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(inbox.join("a.txt")).unwrap(),
-            "hello"
-        );
-        let refused = copy_files(&out, &outbox, &["link.txt".into()], &dir.path().join("i2"));
-        assert!(refused.unwrap_err().contains("link.txt"));
-        let missing = copy_files(&out, &outbox, &["nope".into()], &dir.path().join("i3"));
-        assert!(missing.is_err());
-        // The outbox folder itself swapped for a link to the host's files.
-        let elsewhere = dir.path().join("elsewhere");
-        std::fs::create_dir_all(&elsewhere).unwrap();
-        std::fs::write(elsewhere.join("b.txt"), "x").unwrap();
-        std::os::unix::fs::symlink(&elsewhere, out.join("outbox").join("m2")).unwrap();
-        let swapped = copy_files(
-            &out,
-            &out.join("outbox").join("m2"),
-            &["b.txt".into()],
-            &dir.path().join("i4"),
-        );
-        assert!(swapped.is_err());
-        let status = std::process::Command::new("mkfifo")
-            .arg(outbox.join("pipe"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let fifo = copy_files(&out, &outbox, &["pipe".into()], &dir.path().join("i5"));
-        assert!(fifo.unwrap_err().contains("not a regular file"));
     }
 }

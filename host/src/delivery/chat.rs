@@ -1,13 +1,16 @@
 //! Delivering a row to a chat through its channel adapter: long text split to the
-//! platform's limit, files attached from the outbox, `sending` recorded before the platform
-//! call, retries with backoff, and after the last attempt `failed`, recorded, and the agent told.
+//! platform's limit, files copied out of the outbox into `data/files/` for the adapter,
+//! questions recorded so their answers find the session, edits, reactions and progress
+//! updates pointed at the platform message they change, `sending` recorded before the
+//! platform call, retries with backoff, and after the last attempt `failed`, recorded, and
+//! the agent told.
 
 use super::{Delivery, MAX_ATTEMPTS, RowOutcome};
 use crate::channels::{ChatAddress, OutgoingMessage};
 use crate::db::central::{self, DropRecord};
 use crate::session::SessionRef;
 use protocol::rows::DeliveryStatus;
-use protocol::{OutboundContent, OutboundRow};
+use protocol::{OutboundContent, OutboundRow, Writer};
 use std::time::{Duration, Instant};
 
 impl Delivery {
@@ -26,18 +29,20 @@ impl Delivery {
                 address.channel_type
             ));
         };
-        let files = match content {
-            OutboundContent::Message(m) => {
-                let outbox = self.sessions.paths(session).outbox(row.id.as_str());
-                m.files.iter().map(|f| outbox.join(f)).collect()
-            }
-            _ => Vec::new(),
+        if let Err(reason) = super::operations::check(content) {
+            return RowOutcome::refused(reason);
+        }
+        let files = match self.stage_files(session, row, content).await {
+            Ok(files) => files,
+            Err(reason) => return RowOutcome::refused(reason),
         };
-        let target_seq = match content {
-            OutboundContent::Edit { target_seq, .. }
-            | OutboundContent::Reaction { target_seq, .. } => Some(*target_seq),
-            _ => None,
-        };
+        if let OutboundContent::Question { .. } = content
+            && let Err(e) = self.record_question(session, content, &address).await
+        {
+            tracing::warn!(error = %e, "recording the question failed; will retry");
+            return RowOutcome::Deferred;
+        }
+        let target = super::operations::target_of(content, channel.capabilities());
         let (id, seq) = (row.id.clone(), row.seq);
         let target_platform_message_id = self
             .sessions
@@ -50,7 +55,10 @@ impl Delivery {
                     None,
                     None,
                 )?;
-                Ok(match target_seq {
+                Ok(match target {
+                    Some(target) if Writer::Host.owns(target) => {
+                        protocol::inbound::inbound_platform_message_id(tx, target)?
+                    }
                     Some(target) => protocol::inbound::platform_message_id_of(tx, target)?,
                     None => None,
                 })

@@ -12,28 +12,37 @@
 //! copied into `messages_in`, and the channel hears that the turn is complete.
 //!
 //! Where a row goes is decided in `route`; rows to another agent are written into its
-//! session by [`a2a`], within its loop caps; host notices and the agent's own `system` rows
-//! are in `notices`.
+//! session by [`a2a`], within its loop caps; the agent's `system` rows (tasks, new agents)
+//! are carried out in `actions`; questions, progress lists, edits, reactions and files are
+//! prepared in `operations` (files through [`outbox`], whose folder is removed once a row is
+//! handled); host notices and turn completion are in `notices`, where a finished run of a
+//! recurring task also gets its next run.
 //!
 //! Passes run one at a time in [`Delivery::run`], woken by `out/` file events, by notices,
 //! by host messages, and by a periodic tick over running sessions.
 
 pub mod a2a;
+mod actions;
 mod chat;
 mod notices;
+mod operations;
+pub mod outbox;
 mod route;
 
 use crate::channels::{Channels, HostMessage};
 use crate::db::central::{self, DropRecord};
 use crate::db::{DbError, DbThread};
+use crate::router::Router;
 use crate::session::{SessionRef, SessionStore};
 use crate::supervisor::{Notice, Supervisor};
+use crate::tasks::Tasks;
 use a2a::{A2aLimits, LoopGuard};
 use protocol::rows::DeliveryStatus;
 use protocol::{MessageId, OutboundContent, OutboundKind, OutboundRow, Seq, Writer};
 use route::Route;
 use rusqlite::Connection;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -66,6 +75,10 @@ pub struct Delivery {
     cursors: Mutex<HashMap<protocol::SessionId, Cursor>>,
     interval: Duration,
     loop_guard: Mutex<LoopGuard>,
+    router: Arc<Router>,
+    tasks: Arc<Tasks>,
+    /// `data/files/`: copies of the files agents send, for channel adapters to read.
+    files_dir: PathBuf,
 }
 
 /// What delivery needs.
@@ -77,6 +90,12 @@ pub struct DeliveryParts {
     /// How often running sessions are swept even without file events.
     pub interval: Duration,
     pub a2a_limits: A2aLimits,
+    /// For `create_agent` (policy and approvals) and the host's notes to agents.
+    pub router: Arc<Router>,
+    /// For task actions, and the next run of recurring tasks.
+    pub tasks: Arc<Tasks>,
+    /// Where files sent to chats are copied (`data/files/`).
+    pub files_dir: PathBuf,
 }
 
 /// What became of one row: delivered (or failed for good, which is final too), deferred to a
@@ -106,6 +125,9 @@ impl Delivery {
             cursors: Default::default(),
             interval: parts.interval,
             loop_guard: Mutex::new(LoopGuard::new(parts.a2a_limits)),
+            router: parts.router,
+            tasks: parts.tasks,
+            files_dir: parts.files_dir,
         })
     }
 
@@ -275,7 +297,24 @@ impl Delivery {
         cursors.entry(session.id.clone()).or_default().after = new_after;
     }
 
+    /// Handles one row; once it is handled for good, its outbox folder goes.
     async fn handle_row(
+        &self,
+        session: &SessionRef,
+        row: &OutboundRow,
+        attempts: i64,
+    ) -> RowOutcome {
+        let outcome = self.handle_row_once(session, row, attempts).await;
+        match outcome {
+            RowOutcome::Delivered | RowOutcome::Refused { .. } => {
+                self.clean_outbox(session, row.id.as_str()).await;
+            }
+            RowOutcome::Deferred => {}
+        }
+        outcome
+    }
+
+    async fn handle_row_once(
         &self,
         session: &SessionRef,
         row: &OutboundRow,
@@ -298,8 +337,8 @@ impl Delivery {
         {
             return RowOutcome::Deferred;
         }
-        if let OutboundContent::System { action, .. } = &content {
-            return RowOutcome::refused(format!("unknown system action {action:?}"));
+        if let OutboundContent::System { .. } = &content {
+            return self.run_action(session, row, &content).await;
         }
         let route = match self
             .route(

@@ -46,23 +46,37 @@ impl Delivery {
         if finished.is_empty() {
             return;
         }
-        let changed = self
+        let now = protocol::time::now_ms();
+        let (changed, earliest) = self
             .sessions
             .with_inbound(session, move |tx, _| {
                 let mut changed = Vec::new();
+                let mut tasks_ran = false;
                 for (id, status) in finished {
                     let Some(row) = protocol::inbound::get(tx, &id)? else {
                         continue;
                     };
                     if row.status == InboundStatus::Pending {
                         protocol::inbound::set_status(tx, &id, status)?;
+                        if row.kind == protocol::InboundKind::Task {
+                            tasks_ran = true;
+                            crate::tasks::follow_up(tx, &row, now)?;
+                        }
                         changed.push(row);
                     }
                 }
-                Ok(changed)
+                let earliest = if tasks_ran {
+                    Some(protocol::series::earliest_scheduled(tx)?)
+                } else {
+                    None
+                };
+                Ok((changed, earliest))
             })
             .await
             .unwrap_or_default();
+        if let Some(earliest) = earliest {
+            self.tasks.mirror_due(&session.id, earliest).await;
+        }
         self.complete_turns(changed).await;
     }
 

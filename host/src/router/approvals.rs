@@ -6,7 +6,8 @@
 //! from a direct message. A decision by anyone outside the approval's approver set, on an
 //! approval already decided, or past its expiry is refused and logged in `approval_log`.
 //! Approving a sender makes them a member of the agent group; approving a channel wires it
-//! to the chosen agent group; in both cases the held messages are then replayed. Denying
+//! to the chosen agent group; in both cases the held messages are then replayed. Approving a
+//! `create_agent` request creates the child agent ([`crate::agents::create_child`]). Denying
 //! drops the held messages (recorded).
 
 use crate::db::DbError;
@@ -74,6 +75,8 @@ pub struct Decided {
     pub status: ApprovalStatus,
     /// The agent group whose destinations changed (a channel was wired), to project again.
     pub rewired_group: Option<AgentGroupId>,
+    /// The agent an approved `create_agent` request created.
+    pub created_agent: Option<crate::agents::CreatedAgent>,
 }
 
 /// A chat command deciding an approval: `approve <id> [agent group]` or `deny <id> [reason]`,
@@ -110,6 +113,7 @@ pub fn decide(
     id: &str,
     decider: &Decider,
     decision: &Decision,
+    groups_dir: &std::path::Path,
 ) -> Result<Decided, DecideError> {
     let tx = conn.transaction().map_err(DbError::from)?;
     approval_db::expire_due(&tx, now_ms())?;
@@ -143,6 +147,7 @@ pub fn decide(
         let why = format!("{user} may not decide approval {id}; it is for {who}");
         return refuse(tx, why);
     }
+    let mut created_agent = None;
     let (status, rewired_group) = match (approval.kind, decision) {
         (ApprovalKind::Sender, Decision::Approve { .. }) => {
             let group = approval.agent_group_id.clone().ok_or_else(|| {
@@ -150,6 +155,24 @@ pub fn decide(
             })?;
             people::add_member(&tx, &group, &approval.requester)?;
             (ApprovalStatus::Approved, None)
+        }
+        (ApprovalKind::CreateAgent, Decision::Approve { .. }) => {
+            let creator = approval.agent_group_id.clone().ok_or_else(|| {
+                DecideError::Invalid(format!("approval {id} names no agent group"))
+            })?;
+            let request = crate::agents::request_of(&approval).ok_or_else(|| {
+                DecideError::Invalid(format!("approval {id} does not say what to create"))
+            })?;
+            match crate::agents::create_child(&tx, groups_dir, &creator, &request)? {
+                Ok(created) => created_agent = Some(created),
+                Err(reason) => {
+                    return Err(DecideError::Invalid(format!(
+                        "agent {:?} cannot be created: {reason} (deny the approval instead)",
+                        request.name
+                    )));
+                }
+            }
+            (ApprovalStatus::Approved, Some(creator))
         }
         (ApprovalKind::Channel, Decision::Approve { agent_group }) => {
             let Some(group) = agent_group else {
@@ -177,7 +200,10 @@ pub fn decide(
             }
             (ApprovalStatus::Approved, Some(group.clone()))
         }
-        (ApprovalKind::Sender | ApprovalKind::Channel, Decision::Deny { .. }) => {
+        (
+            ApprovalKind::Sender | ApprovalKind::Channel | ApprovalKind::CreateAgent,
+            Decision::Deny { .. },
+        ) => {
             for held in &approval.held {
                 let field = |name: &str| held.get(name).and_then(|v| v.as_str()).map(str::to_owned);
                 central::record_drop(
@@ -218,6 +244,7 @@ pub fn decide(
         approval,
         status,
         rewired_group,
+        created_agent,
     })
 }
 

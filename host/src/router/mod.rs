@@ -11,7 +11,13 @@
 //! A direct message `approve <id>` / `deny <id>` is a decision by the sender's platform
 //! identity ([`approvals`]); [`Router::decide`] is also what the admin API calls. Approving
 //! replays the held messages through the same path.
+//!
+//! The router also takes the answers to questions agents asked ([`Router::answer_question`],
+//! in `answers`) and agents' requests for child agents ([`Router::request_agent`], in
+//! `agents`), since both end in rows written into a session and approvals.
 
+mod agents;
+mod answers;
 pub mod approvals;
 pub mod plan;
 #[cfg(test)]
@@ -26,10 +32,13 @@ use plan::{PatternCache, PlanSettings, Target};
 use protocol::{InboundContent, MessageId, NewInboundRow, Sender, Seq, SessionConfig};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 pub use crate::session::SessionRef;
+pub use agents::created_text;
+pub use answers::{AnswerError, Answered, QuestionAnswer, resolve_option};
 
 /// A message as a channel adapter reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +106,8 @@ pub struct Router {
     host_messages_out: Mutex<Option<mpsc::UnboundedReceiver<HostMessage>>>,
     settings: PlanSettings,
     patterns: Arc<Mutex<PatternCache>>,
+    /// Where agent group folders live (agents created by agents get theirs here).
+    groups_dir: PathBuf,
 }
 
 /// What a router needs.
@@ -106,6 +117,8 @@ pub struct RouterParts {
     pub supervisor: Arc<Supervisor>,
     pub session_config: SessionConfig,
     pub settings: PlanSettings,
+    /// Absolute path of `groups/`.
+    pub groups_dir: PathBuf,
 }
 
 impl Router {
@@ -122,6 +135,7 @@ impl Router {
             supervisor,
             session_config,
             settings: PlanSettings::default(),
+            groups_dir: PathBuf::from("groups"),
         })
     }
 
@@ -136,6 +150,7 @@ impl Router {
             host_messages_out: Mutex::new(Some(host_messages_out)),
             settings: parts.settings,
             patterns: Arc::default(),
+            groups_dir: parts.groups_dir,
         })
     }
 
@@ -200,12 +215,28 @@ impl Router {
         decision: Decision,
     ) -> Result<Decided, DecideError> {
         let approval_id = id.to_owned();
+        let groups_dir = self.groups_dir.clone();
+        let reason = match &decision {
+            Decision::Deny { reason } => reason.clone(),
+            Decision::Approve { .. } => None,
+        };
         let decided = self
             .central
-            .call(move |conn| Ok(approvals::decide(conn, &approval_id, &decider, &decision)))
+            .call(move |conn| {
+                Ok(approvals::decide(
+                    conn,
+                    &approval_id,
+                    &decider,
+                    &decision,
+                    &groups_dir,
+                ))
+            })
             .await??;
         if let Some(group) = &decided.rewired_group {
             self.supervisor.reproject_group(group).await;
+        }
+        if decided.approval.kind == crate::db::central::ApprovalKind::CreateAgent {
+            self.after_agent_decision(&decided, reason).await;
         }
         if decided.status == crate::db::central::ApprovalStatus::Approved {
             for held in &decided.approval.held {
@@ -270,6 +301,7 @@ impl Router {
             sender: Some(event.sender.clone()),
             attachments: event.attachments.clone(),
             sender_role: target.sender_role.clone(),
+            platform_message_id: Some(event.platform_message_id.clone()),
             ..InboundContent::default()
         };
         let mut row = NewInboundRow::chat(&content);

@@ -350,7 +350,8 @@ fn hold_for_sender(
             requester: sender.clone(),
             summary,
             approvers: people::choose_approvers(tx, Some(group), &event.channel_type)?,
-            held: held_json(event),
+            held: Some(held_json(event)),
+            payload: None,
             ttl_ms: settings.approval_ttl_ms,
         },
     )?;
@@ -386,7 +387,8 @@ fn hold_for_registration(
             requester: event.sender.id.clone(),
             summary,
             approvers: people::choose_approvers(tx, None, &event.channel_type)?,
-            held: held_json(event),
+            held: Some(held_json(event)),
+            payload: None,
             ttl_ms: settings.approval_ttl_ms,
         },
     )?;
@@ -447,8 +449,20 @@ fn notify_approvers(
     platform: &str,
     plan: &mut Plan,
 ) -> Result<(), DbError> {
+    plan.notifications
+        .extend(approval_requests(tx, approval, platform)?);
+    Ok(())
+}
+
+/// The messages asking an approval's approvers to decide, one per approver with a DM: the
+/// one on `platform` (the requester's), else any they have.
+pub fn approval_requests(
+    tx: &Connection,
+    approval: &central::Approval,
+    platform: &str,
+) -> Result<Vec<HostMessage>, DbError> {
     let how = match approval.kind {
-        ApprovalKind::Sender => format!(
+        ApprovalKind::Sender | ApprovalKind::CreateAgent => format!(
             "Reply `approve {id}` or `deny {id} [reason]`, or run `crabpot approvals approve {id}`.",
             id = approval.id
         ),
@@ -461,6 +475,7 @@ fn notify_approvers(
         "crabpot approval {}: {}\n{how}",
         approval.id, approval.summary
     );
+    let mut messages = Vec::new();
     for approver in &approval.approvers {
         let dms = people::dms_of(tx, approver)?;
         let dm = dms
@@ -468,7 +483,7 @@ fn notify_approvers(
             .find(|(channel, _)| channel == platform)
             .or_else(|| dms.first());
         if let Some((channel_type, platform_id)) = dm {
-            plan.notifications.push(HostMessage {
+            messages.push(HostMessage {
                 to: ChatAddress {
                     channel_type: channel_type.clone(),
                     platform_id: platform_id.clone(),
@@ -478,5 +493,5 @@ fn notify_approvers(
             });
         }
     }
-    Ok(())
+    Ok(messages)
 }

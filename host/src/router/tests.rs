@@ -732,6 +732,7 @@ mod routing {
             supervisor,
             session_config: protocol::SessionConfig::default(),
             settings: PlanSettings::default(),
+            groups_dir: dir.path().join("groups"),
         });
         let host_messages = router.take_host_messages().unwrap();
         assert!(router.take_host_messages().is_none());

@@ -6,8 +6,9 @@
 //! `inbound.db`, serve the session's model proxy on `in/proxy.sock`, create the container
 //! (inspected and verified against the policy by the runtime), start it, and watch `out/` so
 //! delivery hears of new rows at once. The sweep calls [`Supervisor::check`] to notice exits,
-//! stale heartbeats and idle containers; [`Supervisor::adopt`] takes over running containers
-//! after a host restart.
+//! stale heartbeats and idle containers, and [`Supervisor::wake_due`] (in `due`) to start
+//! containers for sessions whose scheduled tasks came due; [`Supervisor::adopt`] takes over
+//! running containers after a host restart.
 
 use crate::config::WakeMode;
 use crate::db::DbThread;
@@ -28,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+mod adopt;
+mod due;
 mod groups;
 
 pub const LABEL_INSTALL: &str = "crabpot.install";
@@ -547,10 +550,13 @@ impl Supervisor {
                 .sessions
                 .with_inbound(session, |tx, _| {
                     let mut failed = Vec::new();
-                    for row in protocol::inbound::due_pending(tx, protocol::time::now_ms())? {
+                    let now = protocol::time::now_ms();
+                    for row in protocol::inbound::due_pending(tx, now)? {
                         protocol::inbound::add_try(tx, &row.id)?;
                         if row.tries + 1 >= MAX_TRIES {
                             protocol::inbound::set_status(tx, &row.id, InboundStatus::Failed)?;
+                            // A recurring task keeps its schedule even when one run fails.
+                            crate::tasks::follow_up(tx, &row, now)?;
                             failed.push((row.seq, row.id));
                         }
                     }
@@ -571,6 +577,7 @@ impl Supervisor {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "counting tries failed"),
             }
+            self.refresh_due(session).await;
         }
         if self.has_due_rows(session).await {
             self.wake(session);
@@ -596,92 +603,20 @@ impl Supervisor {
             .sessions
             .with_inbound(session, move |tx, _| {
                 let mut failed = Vec::new();
-                for row in protocol::inbound::due_pending(tx, protocol::time::now_ms())? {
+                let now = protocol::time::now_ms();
+                for row in protocol::inbound::due_pending(tx, now)? {
                     protocol::inbound::set_status(tx, &row.id, InboundStatus::Failed)?;
+                    crate::tasks::follow_up(tx, &row, now)?;
                     failed.push(row.id);
                 }
                 Ok(failed)
             })
             .await;
+        self.refresh_due(session).await;
         result.unwrap_or_else(|e| {
             tracing::warn!(error = %e, %reason, "marking rows failed");
             Vec::new()
         })
-    }
-
-    /// Adopts this install's running containers after a host restart (by label), serving
-    /// their proxies again; removes the ones that are not running.
-    pub async fn adopt(self: &Arc<Self>) -> Result<usize, String> {
-        let listed = self
-            .runtime
-            .list_by_label(LABEL_INSTALL, &self.config.install_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut adopted = 0;
-        for container in listed {
-            let session_id = container
-                .labels
-                .get(LABEL_SESSION)
-                .cloned()
-                .unwrap_or_default();
-            let found = {
-                let id = SessionId::new(session_id.clone());
-                self.central
-                    .call(move |conn| central::session(conn, &id))
-                    .await
-                    .ok()
-            };
-            let group = match &found {
-                Some(session) => {
-                    let group_id = session.agent_group_id.clone();
-                    self.central
-                        .call(move |conn| central::agent_group(conn, &group_id))
-                        .await
-                        .ok()
-                }
-                None => None,
-            };
-            match (container.state, found, group) {
-                (ContainerState::Running, Some(session), Some(group)) => {
-                    let session = SessionRef {
-                        id: session.id,
-                        agent_group: group.id,
-                        group_folder: group.folder,
-                    };
-                    let cancel = self.shutdown.child_token();
-                    if let Err(e) = self.serve_proxy(&session, cancel.clone()) {
-                        tracing::warn!(error = %e, "cannot adopt; removing");
-                        let _ = self.runtime.remove(&container.id).await;
-                        continue;
-                    }
-                    let running = Running {
-                        session: session.clone(),
-                        container: container.id.clone(),
-                        started_at: Instant::now(),
-                        last_activity: Instant::now(),
-                        cancel,
-                        _watcher: self.watch_out(&session),
-                    };
-                    self.state()
-                        .slots
-                        .insert(session.id.clone(), Slot::Running(running));
-                    let _ = self.out_changed.send(session);
-                    adopted += 1;
-                }
-                _ => {
-                    let _ = self.runtime.remove(&container.id).await;
-                }
-            }
-        }
-        Ok(adopted)
-    }
-
-    /// Stops every container of this install (used by `serve --stop-containers-on-exit`).
-    pub async fn stop_all(self: &Arc<Self>) {
-        let sessions = self.running_sessions();
-        for session in sessions {
-            self.stop_session(&session, Duration::from_secs(3)).await;
-        }
     }
 }
 

@@ -167,6 +167,47 @@ impl Platform {
         .await
     }
 
+    /// Waits for a question in `chat`; returns (question id, text, options).
+    pub async fn question(&self, chat: &str) -> (String, String, Vec<String>) {
+        self.wait(&format!("a question in {chat}"), TURN, |lines| {
+            lines.iter().find_map(|line| match line {
+                ServerLine::Reply {
+                    text,
+                    platform_id,
+                    question_id: Some(question_id),
+                    options,
+                    ..
+                } if platform_id == chat => {
+                    Some((question_id.clone(), text.clone(), options.clone()))
+                }
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    /// Waits for a reply in `chat` containing `fragment`; returns (text, files).
+    pub async fn reply_with_files(&self, chat: &str, fragment: &str) -> (String, Vec<String>) {
+        self.wait(
+            &format!("a reply in {chat} containing {fragment:?}"),
+            TURN,
+            |lines| {
+                lines.iter().find_map(|line| match line {
+                    ServerLine::Reply {
+                        text,
+                        platform_id,
+                        files,
+                        ..
+                    } if platform_id == chat && text.contains(fragment) => {
+                        Some((text.clone(), files.clone()))
+                    }
+                    _ => None,
+                })
+            },
+        )
+        .await
+    }
+
     /// Every reply text seen in `chat` so far.
     pub fn replies(&self, chat: &str) -> Vec<String> {
         self.lines
@@ -310,6 +351,34 @@ pub fn after_tool_call(request: &RecordedRequest) -> bool {
         || last["content"]
             .as_array()
             .is_some_and(|parts| parts.iter().any(|p| p["type"] == "tool_result"))
+}
+
+/// The content of the tool result a request ends with, if it follows a tool call (OpenAI
+/// or Anthropic shape).
+pub fn tool_result(request: &RecordedRequest) -> Option<String> {
+    let last = request.body["messages"].as_array()?.last()?.clone();
+    if last["role"] == "tool" {
+        return Some(match &last["content"] {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        });
+    }
+    last["content"].as_array()?.iter().find_map(|part| {
+        (part["type"] == "tool_result").then(|| match &part["content"] {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        })
+    })
+}
+
+/// Whether a request is the runner's summarisation call (compaction): its system prompt
+/// starts with "You condense" and it offers no tools.
+pub fn is_summary_request(request: &RecordedRequest) -> bool {
+    let system = system_prompt(request);
+    system.trim_start_matches('"').starts_with("You condense")
+        && request.body["tools"]
+            .as_array()
+            .is_none_or(|tools| tools.is_empty())
 }
 
 /// The session folder of a session id.

@@ -19,6 +19,8 @@ text_enum!(
         Sender => "sender",
         /// Someone mentioned the agent (or wrote a DM) in a chat that is not wired.
         Channel => "channel",
+        /// An agent asked for a child agent (`create_agent`); `payload` says what it asked.
+        CreateAgent => "create_agent",
     }
 );
 text_enum!(
@@ -49,6 +51,9 @@ pub struct Approval {
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
     pub reason: Option<String>,
+    /// What a `create_agent` approval creates (see `crate::agents::ChildRequest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// One decision attempt.
@@ -69,13 +74,16 @@ pub struct NewApproval {
     pub requester: String,
     pub summary: String,
     pub approvers: Vec<String>,
-    pub held: serde_json::Value,
+    /// The first held inbound event (none for a `create_agent` approval).
+    pub held: Option<serde_json::Value>,
+    /// What a `create_agent` approval creates.
+    pub payload: Option<serde_json::Value>,
     /// How long it stays open, in milliseconds.
     pub ttl_ms: i64,
 }
 
 const COLUMNS: &str = "id, kind, status, agent_group_id, messaging_group_id, requester, summary, approvers, held, \
-     created_at, expires_at, decided_by, decided_at, reason";
+     created_at, expires_at, decided_by, decided_at, reason, payload";
 
 fn approval_from(row: &Row<'_>) -> rusqlite::Result<Approval> {
     let json_list = |index: usize| -> rusqlite::Result<Vec<serde_json::Value>> {
@@ -100,6 +108,9 @@ fn approval_from(row: &Row<'_>) -> rusqlite::Result<Approval> {
         decided_by: row.get(11)?,
         decided_at: row.get(12)?,
         reason: row.get(13)?,
+        payload: row
+            .get::<_, Option<String>>(14)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 
@@ -107,10 +118,12 @@ pub fn create_approval(conn: &Connection, new: &NewApproval) -> Result<Approval,
     let id = super::short_id("ap");
     let now = now_ms();
     let approvers = serde_json::to_string(&new.approvers).unwrap_or_else(|_| "[]".into());
-    let held = serde_json::to_string(&vec![new.held.clone()]).unwrap_or_else(|_| "[]".into());
+    let held_events: Vec<&serde_json::Value> = new.held.iter().collect();
+    let held = serde_json::to_string(&held_events).unwrap_or_else(|_| "[]".into());
+    let payload = new.payload.as_ref().map(serde_json::Value::to_string);
     conn.execute(
         "INSERT INTO approvals (id, kind, agent_group_id, messaging_group_id, requester, summary, approvers, held, \
-         created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         created_at, expires_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             id,
             new.kind,
@@ -121,7 +134,8 @@ pub fn create_approval(conn: &Connection, new: &NewApproval) -> Result<Approval,
             approvers,
             held,
             now,
-            now.saturating_add(new.ttl_ms)
+            now.saturating_add(new.ttl_ms),
+            payload
         ],
     )?;
     approval(conn, &id)
@@ -167,6 +181,25 @@ pub fn pending_for_chat(conn: &Connection, chat: &str) -> Result<Option<Approval
                  AND messaging_group_id = ?1 AND expires_at > ?2 ORDER BY created_at DESC LIMIT 1"
             ),
             params![chat, now_ms()],
+            approval_from,
+        )
+        .optional()?)
+}
+
+/// The open `create_agent` approval of an agent group for a child named `name`, if any.
+pub fn pending_create_agent(
+    conn: &Connection,
+    agent_group: &AgentGroupId,
+    name: &str,
+) -> Result<Option<Approval>, DbError> {
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT {COLUMNS} FROM approvals WHERE kind = 'create_agent' AND status = 'pending' \
+                 AND agent_group_id = ?1 AND json_extract(payload, '$.name') = ?2 AND expires_at > ?3 \
+                 ORDER BY created_at DESC LIMIT 1"
+            ),
+            params![agent_group, name, now_ms()],
             approval_from,
         )
         .optional()?)

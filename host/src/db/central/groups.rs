@@ -1,13 +1,27 @@
-//! Agent groups (`agent_groups`): [`AgentGroup`] and its per-group container limits
-//! ([`ContainerOverrides`], stored as JSON in `container_config`).
+//! Agent groups (`agent_groups`): [`AgentGroup`], its per-group container limits
+//! ([`ContainerOverrides`], stored as JSON in `container_config`), and whether its agents may
+//! create child agents ([`CreateAgentPolicy`]).
 //!
 //! An agent group's id is its folder name under `groups/`, checked to be a plain name.
 
-use super::{DbError, constraint};
+use super::{DbError, constraint, text_enum};
 use protocol::AgentGroupId;
 use protocol::time::now_ms;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
+
+text_enum!(
+    /// Whether an agent group's agents may create child agents (`create_agent`).
+    CreateAgentPolicy {
+        /// Each request waits for an approval (the group's admins, else global admins, else
+        /// owners; the operator always may). The default.
+        Approval => "approval",
+        /// Created at once.
+        Allow => "allow",
+        /// Refused.
+        Deny => "deny",
+    }
+);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentGroup {
@@ -16,6 +30,10 @@ pub struct AgentGroup {
     pub name: String,
     /// JSON of [`ContainerOverrides`].
     pub container_config: String,
+    pub create_agent_policy: CreateAgentPolicy,
+    /// The group whose agent created this one, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_agent_group_id: Option<AgentGroupId>,
 }
 
 impl AgentGroup {
@@ -77,10 +95,13 @@ fn agent_group_from(row: &Row<'_>) -> rusqlite::Result<AgentGroup> {
         folder: row.get(1)?,
         name: row.get(2)?,
         container_config: row.get(3)?,
+        create_agent_policy: row.get(4)?,
+        parent_agent_group_id: row.get(5)?,
     })
 }
 
-const COLUMNS: &str = "id, folder, name, container_config";
+const COLUMNS: &str =
+    "id, folder, name, container_config, create_agent_policy, parent_agent_group_id";
 
 fn check_folder(folder: &str) -> Result<(), DbError> {
     if protocol::ids::is_safe_folder_name(folder) {
@@ -144,14 +165,35 @@ pub fn list_agent_groups(conn: &Connection) -> Result<Vec<AgentGroup>, DbError> 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Renames a group and/or changes its container limits (merged into the stored ones).
+/// Records the group that created a child group.
+pub fn set_parent(
+    conn: &Connection,
+    id: &AgentGroupId,
+    parent: &AgentGroupId,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE agent_groups SET parent_agent_group_id = ?2 WHERE id = ?1",
+        params![id, parent],
+    )?;
+    Ok(())
+}
+
+/// Renames a group, changes its container limits (merged into the stored ones) and/or its
+/// create-agent policy.
 pub fn update_agent_group(
     conn: &Connection,
     id: &AgentGroupId,
     name: Option<&str>,
     overrides: Option<ContainerOverrides>,
+    policy: Option<CreateAgentPolicy>,
 ) -> Result<AgentGroup, DbError> {
     let group = agent_group(conn, id)?;
+    if let Some(policy) = policy {
+        conn.execute(
+            "UPDATE agent_groups SET create_agent_policy = ?2 WHERE id = ?1",
+            params![id, policy],
+        )?;
+    }
     if let Some(name) = name {
         conn.execute(
             "UPDATE agent_groups SET name = ?2 WHERE id = ?1",

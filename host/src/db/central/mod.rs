@@ -5,7 +5,8 @@
 //! (chat x agent group, with the session, engage and sender settings), [`sessions`],
 //! [`destinations`] (the name map and ACL of each agent group), [`people`] (users, roles,
 //! members, DMs, approver choice), [`approvals`], [`drops`] (dropped messages and the
-//! platform-message dedup), [`usage`]. Every function takes a `&Connection`, so a caller can
+//! platform-message dedup), [`usage`], [`questions`] (questions agents asked in chats) and
+//! [`tasks`] (which session holds which scheduled task, and when sessions come due). Every function takes a `&Connection`, so a caller can
 //! group several in one transaction; the common ones are re-exported here.
 
 pub mod approvals;
@@ -14,7 +15,9 @@ pub mod destinations;
 pub mod drops;
 pub mod groups;
 pub mod people;
+pub mod questions;
 pub mod sessions;
+pub mod tasks;
 pub mod usage;
 pub mod wirings;
 
@@ -38,6 +41,7 @@ pub use wirings::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/central/001_init.sql"),
     include_str!("../../../migrations/central/002_people_approvals.sql"),
+    include_str!("../../../migrations/central/003_tasks_questions_agents.sql"),
 ];
 
 /// Opens (creating if needed) and migrates the central DB.
@@ -217,6 +221,42 @@ mod tests {
             .collect();
         assert_eq!(counts, [2, 1]);
         assert!(ensure_agent_group(&conn, "../x", "bad").is_err());
+    }
+
+    #[test]
+    fn migration_3_keeps_approvals_and_their_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("crabpot.db")).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let migrations = Migrations::new(MIGRATIONS.iter().map(|s| M::up(s)).collect());
+        migrations.to_version(&mut conn, 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO approvals (id, kind, requester, summary, created_at, expires_at) \
+             VALUES ('ap-1', 'sender', 'cli:x', 's', 1, 2); \
+             INSERT INTO approval_log (approval_id, at, actor, action, outcome) \
+             VALUES ('ap-1', 1, 'operator', 'approve', 'accepted');",
+        )
+        .unwrap();
+        migrations.to_latest(&mut conn).unwrap();
+        let log: i64 = conn
+            .query_row("SELECT count(*) FROM approval_log", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(log, 1);
+        let kept = approvals::approval(&conn, "ap-1").unwrap();
+        assert_eq!((kept.kind, kept.payload), (ApprovalKind::Sender, None));
+        // The log still follows its approval, and the new kind is accepted.
+        conn.execute("DELETE FROM approvals WHERE id = 'ap-1'", [])
+            .unwrap();
+        let log: i64 = conn
+            .query_row("SELECT count(*) FROM approval_log", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(log, 0);
+        conn.execute(
+            "INSERT INTO approvals (id, kind, requester, summary, created_at, expires_at, payload) \
+             VALUES ('ap-2', 'create_agent', 'agent:main', 's', 1, 2, '{}')",
+            [],
+        )
+        .unwrap();
     }
 
     #[test]
