@@ -42,6 +42,16 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Measures the loop against the targets of DESIGN §9 and a polling baseline, on the release
+# build with real containers and the fake model; prints a markdown table and writes
+# data/bench/latest.json. `make bench SCALE=quick` is a look in about a minute.
+SCALE ?= full
+bench:
+	@docker info >/dev/null 2>&1 || { echo "make bench: Docker is not reachable (docker info failed); the benchmark runs real containers. Start the Docker engine and try again." >&2; exit 1; }
+	@$(MAKE) --no-print-directory image
+	$(CARGO) build --release -p host -p tests
+	CRABPOT_BIN=$(TARGET_DIR)/release/crabpot $(TARGET_DIR)/release/bench --scale $(SCALE)
+
 # The one test command: format, lints, and every test including the Docker end-to-end ones.
 test: check-docker fmt clippy
 	$(CARGO) build --workspace

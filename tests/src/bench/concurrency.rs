@@ -16,7 +16,7 @@ use host::channels::cli::ServerLine;
 use super::Bench;
 use super::chats::start_host_with_chats;
 use super::cli_client::CliClient;
-use super::resources::rss_kib;
+use super::resources::{cpu_millis, rss_kib};
 use super::stats::Distribution;
 use crate::docker::list_containers_by_label;
 use crate::fake_model::FakeModel;
@@ -41,6 +41,10 @@ pub struct ConcurrencyRun {
     /// From the first message until every chat had its first reply.
     pub all_started_secs: f64,
     pub host_rss_kib: u64,
+    /// The host's CPU time per message of the round with every container up.
+    pub host_cpu_ms_per_message: f64,
+    /// How busy the machine's CPUs were during that round (0..1).
+    pub machine_busy: f64,
 }
 
 pub async fn measure(bench: &Bench, docker: &Docker, n: usize) -> anyhow::Result<ConcurrencyRun> {
@@ -61,11 +65,17 @@ pub async fn measure(bench: &Bench, docker: &Docker, n: usize) -> anyhow::Result
     // minutes at this size.
     let _ = host.stop();
     remove_in_parallel(docker, host.install_id()).await;
-    if result.is_err() {
-        // The log is long at this size: keep it whole next to the report.
+    let complete = result
+        .as_ref()
+        .is_ok_and(|run| run.running_peak == n && run.answered == n);
+    if !complete {
+        // Something was missing: keep the host's whole log next to the report.
         let kept = bench.work_dir.with_file_name("concurrency-host.log");
         if std::fs::copy(host.log_path(), &kept).is_ok() {
-            return result.with_context(|| format!("the host's log is in {}", kept.display()));
+            eprintln!(
+                "bench: the many-containers host's log is in {}",
+                kept.display()
+            );
         }
     }
     result
@@ -93,8 +103,14 @@ async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result
         );
     }
     let running_peak = count_running(docker, host.install_id()).await?;
-    let host_rss_kib = rss_kib(host.pid().context("the host is not running")?)?;
+    let host_pid = host.pid().context("the host is not running")?;
+    let host_rss_kib = rss_kib(host_pid)?;
+    let (host_cpu_before, machine_before) = (cpu_millis(host_pid)?, machine_cpu_ticks()?);
     let second = round(&mut client, n, 2, ROUND_TIMEOUT).await?;
+    let host_cpu_ms_per_message = (cpu_millis(host_pid)? - host_cpu_before) / n.max(1) as f64;
+    let machine_after = machine_cpu_ticks()?;
+    let busy = machine_after.0.saturating_sub(machine_before.0) as f64;
+    let idle = machine_after.1.saturating_sub(machine_before.1) as f64;
     let running_after = count_running(docker, host.install_id()).await?;
     Ok(ConcurrencyRun {
         containers: n,
@@ -104,6 +120,8 @@ async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result
         reply: Distribution::from_durations(&second.reply),
         all_started_secs: first.elapsed.as_secs_f64(),
         host_rss_kib,
+        host_cpu_ms_per_message,
+        machine_busy: busy / (busy + idle).max(1.0),
     })
 }
 
@@ -182,6 +200,23 @@ async fn count_running(docker: &Docker, install_id: &str) -> anyhow::Result<usiz
                 .is_some_and(|state| state.to_string() == "running")
         })
         .count())
+}
+
+/// The machine's CPU ticks so far from `/proc/stat`: (busy, idle + iowait).
+fn machine_cpu_ticks() -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    let total: u64 = fields.iter().take(8).sum();
+    Ok((total.saturating_sub(idle), idle))
 }
 
 /// Force-removes the install's containers, eight at a time.

@@ -25,6 +25,29 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("no VmRSS in {path}"))
 }
 
+/// CPU time (user + system, all threads) a process has used so far, in milliseconds, from
+/// `/proc/<pid>/stat` (USER_HZ is 100 on Linux, so the resolution is 10 ms).
+pub fn cpu_millis(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces: state is
+    // the 3rd field of the line, utime the 14th and stime the 15th.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| -> anyhow::Result<f64> {
+        let field = fields
+            .get(index)
+            .with_context(|| format!("{path} is too short"))?;
+        field
+            .parse::<f64>()
+            .with_context(|| format!("{path}: {field:?}"))
+    };
+    Ok((ticks(11)? + ticks(12)?) * 10.0)
+}
+
 /// The host-side pid of the agent-runner in a container. The container runs with `Init`,
 /// so `State.Pid` is docker-init and the runner is its only child.
 pub async fn runner_pid(docker: &Docker, container: &str) -> anyhow::Result<u32> {

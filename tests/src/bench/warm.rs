@@ -18,7 +18,7 @@ use super::cleanup::register_install;
 use super::cli_client::CliClient;
 use super::cli_client::TurnTiming;
 use super::commit_watch::CommitWatch;
-use super::resources::{rss_kib, runner_pid};
+use super::resources::{cpu_millis, rss_kib, runner_pid};
 use super::stats::Distribution;
 use super::{Bench, fake_model_time_ms};
 use crate::docker::list_containers_by_label;
@@ -61,7 +61,10 @@ pub struct WarmRun {
     /// The host's RSS after the turns, with one container running.
     pub host_rss_after_kib: u64,
     /// The agent-runner's RSS, idle after the turns.
-    pub runner_rss_kib: Option<u64>,
+    pub runner_rss_kib: u64,
+    /// CPU time the host and the runner used per turn (user + system).
+    pub host_cpu_ms_per_turn: f64,
+    pub runner_cpu_ms_per_turn: f64,
 }
 
 impl WarmRun {
@@ -98,6 +101,8 @@ pub async fn measure(
         .turn("warm-up", None, Duration::from_secs(90))
         .await
         .with_context(|| format!("the warm-up turn; host log:\n{}", host.log_tail(40)))?;
+    let runner = runner_of(docker, host.install_id()).await?;
+    let cpu_before = (cpu_millis(host_pid)?, cpu_millis(runner)?);
     let mut end_to_end = Vec::with_capacity(n_messages);
     let mut accepted = Vec::with_capacity(n_messages);
     let watch = CommitWatch::start(&host.session_dir("main")?.join("out"))?;
@@ -120,15 +125,13 @@ pub async fn measure(
         }
     }
 
+    let turns = n_messages.max(1) as f64;
+    let host_cpu_ms_per_turn = (cpu_millis(host_pid)? - cpu_before.0) / turns;
+    let runner_cpu_ms_per_turn = (cpu_millis(runner)? - cpu_before.1) / turns;
     let model_ms = fake_model_time_ms(&fake).await?;
     let host_rss_after_kib = rss_kib(host_pid)?;
-    let runner_rss_kib = match runner_rss(docker, host.install_id()).await {
-        Ok(kib) => Some(kib),
-        Err(error) => {
-            eprintln!("bench: could not read the agent-runner's RSS: {error:#}");
-            None
-        }
-    };
+    tokio::time::sleep(SETTLE).await;
+    let runner_rss_kib = rss_kib(runner)?;
     Ok(WarmRun {
         end_to_end: Distribution::from_millis(end_to_end),
         accepted: Distribution::from_millis(accepted),
@@ -137,6 +140,8 @@ pub async fn measure(
         host_rss_idle_kib,
         host_rss_after_kib,
         runner_rss_kib,
+        host_cpu_ms_per_turn,
+        runner_cpu_ms_per_turn,
     })
 }
 
@@ -201,20 +206,12 @@ impl PhaseSamples {
     }
 }
 
-/// The RSS of the install's one running agent-runner, after it has been idle for a moment.
-async fn runner_rss(docker: &Docker, install_id: &str) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let containers = loop {
-        let containers = list_containers_by_label(docker, INSTALL_LABEL, install_id).await?;
-        if !containers.is_empty() || Instant::now() > deadline {
-            break containers;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+/// The pid of the install's one agent-runner.
+async fn runner_of(docker: &Docker, install_id: &str) -> anyhow::Result<u32> {
+    let containers = list_containers_by_label(docker, INSTALL_LABEL, install_id).await?;
     let id = containers
         .first()
         .and_then(|container| container.id.clone())
         .context("the session's container is gone")?;
-    tokio::time::sleep(SETTLE).await;
-    rss_kib(runner_pid(docker, &id).await?)
+    runner_pid(docker, &id).await
 }

@@ -58,10 +58,13 @@ fn main() -> ExitCode {
     if left > 0 {
         eprintln!("bench: removed {left} container(s) left behind");
     }
-    eprintln!(
-        "bench: no container of this run's installs ({}) is left",
-        bench::cleanup::registered_installs().join(", ")
-    );
+    let installs = bench::cleanup::registered_installs();
+    if !installs.is_empty() {
+        eprintln!(
+            "bench: no container of this run's installs ({}) is left",
+            installs.join(", ")
+        );
+    }
     code
 }
 
