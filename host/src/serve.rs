@@ -246,6 +246,10 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
     {
         tracing::warn!("some tasks did not finish within 15 s");
     }
+    if options.stop_containers_on_exit {
+        // A container whose start was in flight at the signal is running only now.
+        supervisor.stop_all().await;
+    }
     sessions.shutdown();
     central.shutdown();
     let _ = std::fs::remove_file(config.cli_socket());
