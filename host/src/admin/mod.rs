@@ -33,7 +33,6 @@ use hyper_util::rt::TokioIo;
 use rusqlite::Connection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::UnixListener;
@@ -117,12 +116,9 @@ pub struct Admin {
 
 /// Binds `data/crabpot.sock` with mode 0600, replacing a stale socket file.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if path.exists() {
-        std::fs::remove_file(path)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    // One binder for every private socket of the host: a stale socket is replaced, any
+    // other file there is refused, the mode is 0600.
+    crate::proxy::bind_session_socket(path, None).map_err(std::io::Error::other)
 }
 
 impl Admin {

@@ -19,7 +19,6 @@ use crate::router::{InboundEvent, QuestionAnswer};
 use crate::runtime::BoxFuture;
 use protocol::{MessageId, OutboundContent, Sender};
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -152,12 +151,9 @@ impl CliChannel {
 
     /// Binds `data/cli.sock` with mode 0600, replacing a stale socket file.
     pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-        if path.exists() {
-            std::fs::remove_file(path)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        Ok(listener)
+        // One binder for every private socket of the host: a stale socket is replaced, any
+        // other file there is refused, the mode is 0600.
+        crate::proxy::bind_session_socket(path, None).map_err(std::io::Error::other)
     }
 
     fn broadcast(&self, line: &ServerLine) {

@@ -15,6 +15,7 @@ use tokio::net::UnixListener;
 const MAX_SOCKET_PATH_BYTES: usize = 107;
 
 /// Binds the proxy socket of one session at `path` (normally `<session>/in/proxy.sock`).
+/// The host's other private sockets (`cli.sock`, `crabpot.sock`) are bound with it too.
 ///
 /// A stale socket left by an earlier run is removed first; any other kind of file there is an
 /// error ([`ProxyError::NotASocket`]). The socket gets mode 0600 and, when `owner` is
