@@ -220,17 +220,165 @@ pub fn record_delivery(
     Ok(())
 }
 
-/// The delivery state of an outbound row: status and attempts so far.
+/// The delivery state of an outbound row: status and attempts so far. Cached: delivery asks
+/// for every row of every batch.
 pub fn delivery(
     conn: &Connection,
     message_out_id: &MessageId,
 ) -> rusqlite::Result<Option<(DeliveryStatus, i64)>> {
-    conn.query_row(
-        "SELECT status, attempts FROM delivered WHERE message_out_id = ?1",
-        [message_out_id],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+    conn.prepare_cached("SELECT status, attempts FROM delivered WHERE message_out_id = ?1")?
+        .query_row([message_out_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+}
+
+/// Host: takes back the attempt a `sending` mark counted, for a call that reached nobody
+/// (no recipient was connected): such a wait is not a failed attempt.
+pub fn undo_attempt(conn: &Connection, message_out_id: &MessageId) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE delivered SET attempts = attempts - 1 WHERE message_out_id = ?1 AND attempts > 0",
+    )?
+    .execute([message_out_id])?;
+    Ok(())
+}
+
+/// How far the host has handled a session's outbound rows (`delivery_cursor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryCursor {
+    /// Every outbound row with seq <= this is handled for good.
+    pub after: Option<Seq>,
+    /// The largest outbound seq the host has handled or parked in `delivery_waiting`.
+    pub high_water: Option<Seq>,
+}
+
+/// The stored delivery cursor (nothing handled yet when there is none).
+pub fn delivery_cursor(conn: &Connection) -> rusqlite::Result<DeliveryCursor> {
+    let stored: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT after_seq, high_water FROM delivery_cursor WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    // Seqs are never negative: -1 stands for "nothing yet".
+    let seq = |value: i64| (value >= 0).then_some(Seq(value));
+    Ok(
+        stored.map_or_else(DeliveryCursor::default, |(after, high_water)| {
+            DeliveryCursor {
+                after: seq(after),
+                high_water: seq(high_water),
+            }
+        }),
     )
-    .optional()
+}
+
+/// Host: moves the delivery cursor forward. Each value only ever grows, whatever is passed.
+pub fn advance_delivery_cursor(conn: &Connection, cursor: DeliveryCursor) -> rusqlite::Result<()> {
+    let value = |seq: Option<Seq>| seq.map_or(-1, |s| s.0);
+    conn.prepare_cached(
+        "INSERT INTO delivery_cursor (id, after_seq, high_water, updated_at) VALUES (1, ?1, ?2, ?3) \
+         ON CONFLICT (id) DO UPDATE SET after_seq = max(after_seq, excluded.after_seq), \
+           high_water = max(high_water, excluded.high_water), updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        value(cursor.after),
+        value(cursor.high_water),
+        now_ms()
+    ])?;
+    Ok(())
+}
+
+/// Why an outbound row the host has read is not finished yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WaitReason {
+    /// Its `deliver_after` has not come.
+    DeliverAfter,
+    /// A call failed (or a lookup was busy) and is tried again later.
+    Retry,
+    /// Nobody was there to receive it; it goes when a recipient for its chat connects.
+    NoRecipient,
+}
+
+impl WaitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::DeliverAfter => "deliver_after",
+            WaitReason::Retry => "retry",
+            WaitReason::NoRecipient => "no_recipient",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            WaitReason::DeliverAfter,
+            WaitReason::Retry,
+            WaitReason::NoRecipient,
+        ]
+        .into_iter()
+        .find(|reason| reason.as_str() == text)
+    }
+}
+
+/// An outbound row in `delivery_waiting`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub message_out_id: MessageId,
+    pub seq: Seq,
+    pub reason: WaitReason,
+    /// Unix ms when it may go; `None` = when a recipient connects.
+    pub until: Option<i64>,
+}
+
+/// Host: records (or updates) a row that waits.
+pub fn set_waiting(conn: &Connection, waiting: &Waiting) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO delivery_waiting (message_out_id, seq, reason, until, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (message_out_id) DO UPDATE SET \
+           seq = excluded.seq, reason = excluded.reason, until = excluded.until, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        waiting.message_out_id,
+        waiting.seq.0,
+        waiting.reason.as_str(),
+        waiting.until,
+        now_ms()
+    ])?;
+    Ok(())
+}
+
+/// Host: a row no longer waits (it was handled for good).
+pub fn clear_waiting(conn: &Connection, message_out_id: &MessageId) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM delivery_waiting WHERE message_out_id = ?1")?
+        .execute([message_out_id])?;
+    Ok(())
+}
+
+/// The rows that wait, in seq order. A reason this build does not know counts as a retry.
+pub fn waiting(conn: &Connection) -> rusqlite::Result<Vec<Waiting>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT message_out_id, seq, reason, until FROM delivery_waiting ORDER BY seq",
+    )?;
+    let rows = statement.query_map([], |row| {
+        let reason: String = row.get(2)?;
+        Ok(Waiting {
+            message_out_id: row.get(0)?,
+            seq: Seq(row.get(1)?),
+            reason: WaitReason::parse(&reason).unwrap_or(WaitReason::Retry),
+            until: row.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The largest seq below `seq` of an inbound row that starts a turn (a message, a task, a
+/// webhook: not the host's own `system` notes): the row an outbound row with that seq was
+/// written after, which names its turn. The container allocates every seq above all it has
+/// seen and only the host writes inbound rows, so a container cannot make turns up; and the
+/// host's notes, which land between a flood's seqs, do not start new ones.
+pub fn inbound_seq_below(conn: &Connection, seq: Seq) -> rusqlite::Result<Option<Seq>> {
+    let value: Option<i64> = conn
+        .prepare_cached("SELECT max(seq) FROM messages_in WHERE seq < ?1 AND kind != 'system'")?
+        .query_row([seq.0], |row| row.get(0))?;
+    Ok(value.map(Seq))
 }
 
 /// Host: the platform message id an outbound seq was delivered as (for edits and reactions).
@@ -436,6 +584,87 @@ mod tests {
         assert_eq!(
             get_by_seq(&conn, later_seq).unwrap().map(|row| row.id),
             Some(later.id)
+        );
+    }
+
+    #[test]
+    fn delivery_cursor_and_waiting_rows_only_move_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_inbound_writer(&dir.path().join("inbound.db")).unwrap();
+        assert_eq!(delivery_cursor(&conn).unwrap(), DeliveryCursor::default());
+        let cursor = |after: i64, high_water: i64| DeliveryCursor {
+            after: Some(Seq(after)),
+            high_water: Some(Seq(high_water)),
+        };
+        advance_delivery_cursor(&conn, cursor(3, 9)).unwrap();
+        advance_delivery_cursor(&conn, cursor(1, 5)).unwrap();
+        assert_eq!(delivery_cursor(&conn).unwrap(), cursor(3, 9));
+        advance_delivery_cursor(
+            &conn,
+            DeliveryCursor {
+                after: None,
+                high_water: Some(Seq(11)),
+            },
+        )
+        .unwrap();
+        assert_eq!(delivery_cursor(&conn).unwrap(), cursor(3, 11));
+
+        let waiting_row = |id: &str, seq: i64, reason| Waiting {
+            message_out_id: MessageId::new(id),
+            seq: Seq(seq),
+            reason,
+            until: None,
+        };
+        set_waiting(&conn, &waiting_row("b", 7, WaitReason::Retry)).unwrap();
+        set_waiting(&conn, &waiting_row("a", 5, WaitReason::DeliverAfter)).unwrap();
+        set_waiting(&conn, &waiting_row("b", 7, WaitReason::NoRecipient)).unwrap();
+        assert_eq!(
+            waiting(&conn).unwrap(),
+            [
+                waiting_row("a", 5, WaitReason::DeliverAfter),
+                waiting_row("b", 7, WaitReason::NoRecipient)
+            ]
+        );
+        clear_waiting(&conn, &MessageId::new("a")).unwrap();
+        assert_eq!(waiting(&conn).unwrap().len(), 1);
+        for reason in [
+            WaitReason::DeliverAfter,
+            WaitReason::Retry,
+            WaitReason::NoRecipient,
+        ] {
+            assert_eq!(WaitReason::parse(reason.as_str()), Some(reason));
+        }
+    }
+
+    #[test]
+    fn the_turn_of_an_outbound_seq_is_the_inbound_row_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_inbound_writer(&dir.path().join("inbound.db")).unwrap();
+        assert_eq!(inbound_seq_below(&conn, Seq(5)).unwrap(), None);
+        let row = NewInboundRow::chat(&InboundContent::default());
+        insert(&conn, &row, None).unwrap();
+        let second = NewInboundRow::chat(&InboundContent::default());
+        insert(&conn, &second, Some(Seq(7))).unwrap();
+        let mut note = NewInboundRow::chat(&InboundContent::default());
+        note.kind = crate::rows::InboundKind::System;
+        insert(&conn, &note, Some(Seq(11))).unwrap();
+        assert_eq!(inbound_seq_below(&conn, Seq(5)).unwrap(), Some(Seq(0)));
+        assert_eq!(inbound_seq_below(&conn, Seq(9)).unwrap(), Some(Seq(8)));
+        // The host's own note (seq 12) starts no turn.
+        assert_eq!(inbound_seq_below(&conn, Seq(13)).unwrap(), Some(Seq(8)));
+    }
+
+    #[test]
+    fn a_call_that_reached_nobody_gives_its_attempt_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_inbound_writer(&dir.path().join("inbound.db")).unwrap();
+        let id = MessageId::new("o1");
+        record_delivery(&conn, &id, Seq(1), DeliveryStatus::Sending, None, None).unwrap();
+        undo_attempt(&conn, &id).unwrap();
+        undo_attempt(&conn, &id).unwrap();
+        assert_eq!(
+            delivery(&conn, &id).unwrap(),
+            Some((DeliveryStatus::Sending, 0))
         );
     }
 

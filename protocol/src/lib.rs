@@ -6,7 +6,8 @@
 //! the schemas and their migrations ([`schema`]), the open helpers that set the right pragmas
 //! ([`schema::open_inbound_writer`] and friends), the row and content types ([`rows`],
 //! [`content`]), the id newtypes ([`ids`]), the seq rules ([`seq`]), the folder layout
-//! ([`paths`]), the queries each side runs ([`inbound`], [`outbound`]) and the typed `system`
+//! ([`paths`]), the queries each side runs ([`inbound`], [`outbound`], where the host's
+//! hostile-input reader of `outbound.db` is [`OutboundReader`]) and the typed `system`
 //! actions the agent asks the host for ([`actions`]), the task schedules they carry
 //! ([`schedule`]) and the host's queries on task series ([`series`]).
 //!
@@ -30,6 +31,7 @@ pub use content::{
     ContentError, InboundContent, MessageContent, OutboundContent, ProgressItem, Sender,
 };
 pub use ids::{AgentGroupId, MessageId, SessionId};
+pub use outbound::OutboundReader;
 pub use paths::SessionPaths;
 pub use rows::{
     Ack, AckStatus, Destination, DestinationType, InboundKind, InboundRow, InboundStatus,

@@ -223,6 +223,10 @@ pub struct SessionConfig {
     /// [`DEFAULT_COMPACT_AT_PERCENT`]. Values above 100 count as 100.
     #[serde(default)]
     pub compact_at_percent: u8,
+    /// The hard cap on this session's `out/` and `work/` together, in MiB; 0 = none. The runner
+    /// names it when a write fails for lack of space.
+    #[serde(default)]
+    pub disk_quota_mb: u64,
 }
 
 /// The context window assumed when [`SessionConfig::context_window_tokens`] is 0.
@@ -246,6 +250,7 @@ impl Default for SessionConfig {
             watch_files: true,
             context_window_tokens: 0,
             compact_at_percent: 0,
+            disk_quota_mb: 0,
         }
     }
 }

@@ -3,20 +3,26 @@
 //! Only the host creates and migrates session files ([`open_inbound_writer`],
 //! [`create_outbound`]). The runner opens `inbound.db` read-only and `outbound.db` read-write
 //! and checks the schema version ([`open_inbound_reader`], [`open_outbound_writer`]); the host
-//! opens `outbound.db` read-only with defensive settings ([`open_outbound_reader`]).
-//! Both files use `journal_mode=DELETE`; `inbound.db` uses `synchronous=FULL`.
+//! reads `outbound.db` through [`crate::outbound::OutboundReader`], which treats it as hostile
+//! input and checks its schema against the one the migrations create
+//! ([`outbound_schema_difference`]). Both files use `journal_mode=DELETE`; `inbound.db` uses
+//! `synchronous=FULL`.
 
 use rusqlite::{Connection, OpenFlags};
 use rusqlite_migration::{M, Migrations};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The schema version of `inbound.db` this build reads and writes.
-pub const INBOUND_VERSION: i64 = 1;
+pub const INBOUND_VERSION: i64 = 2;
 /// The schema version of `outbound.db` this build reads and writes.
 pub const OUTBOUND_VERSION: i64 = 1;
 
-const INBOUND_MIGRATIONS: &[&str] = &[include_str!("../migrations/inbound/001_init.sql")];
+const INBOUND_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/inbound/001_init.sql"),
+    include_str!("../migrations/inbound/002_delivery_cursor.sql"),
+];
 const OUTBOUND_MIGRATIONS: &[&str] = &[include_str!("../migrations/outbound/001_init.sql")];
 
 /// How long a reader or writer waits for the other side's lock before giving up.
@@ -48,9 +54,15 @@ pub enum SchemaError {
     /// Retryable: the next writer recovers the file.
     #[error("{path} is not ready: a crashed writer left a hot journal")]
     NotReady { path: PathBuf },
-    /// The file does not exist.
+    /// The file does not exist (yet). Neither hostile nor retryable as such: there is nothing
+    /// to read until the host creates it.
     #[error("{path} does not exist")]
     Missing { path: PathBuf },
+    /// The container-written file is hostile or broken: not a regular file, a link, replaced
+    /// while open, another schema, a read over its work budget, a corrupt database. Not
+    /// retryable: mark the session failed with this reason.
+    #[error("{path} is refused as hostile or broken: {reason}")]
+    Hostile { path: PathBuf, reason: String },
 }
 
 impl SchemaError {
@@ -64,12 +76,19 @@ impl SchemaError {
             ),
             SchemaError::Migration { .. }
             | SchemaError::VersionMismatch { .. }
-            | SchemaError::Missing { .. } => false,
+            | SchemaError::Missing { .. }
+            | SchemaError::Hostile { .. } => false,
         }
+    }
+
+    /// True when the session's file is hostile or broken, and the session must be marked
+    /// failed with this error's reason.
+    pub fn is_hostile(&self) -> bool {
+        matches!(self, SchemaError::Hostile { .. })
     }
 }
 
-fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> SchemaError + '_ {
+pub(crate) fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> SchemaError + '_ {
     move |source| {
         let code = source.sqlite_error_code();
         let extended = match &source {
@@ -155,23 +174,12 @@ pub fn open_inbound_reader(path: &Path) -> Result<Connection, SchemaError> {
     Ok(conn)
 }
 
-/// Host: opens the container-written `outbound.db` read-only, as hostile input: defensive
-/// mode, no trusted schema, cell size checks, and a version check.
+/// Host: opens the container-written `outbound.db` read-only, as hostile input, with every
+/// check of [`crate::outbound::OutboundReader::open`], and hands back the bare connection
+/// (without the per-read work budget: prefer [`crate::outbound::OutboundReader::read`]).
 pub fn open_outbound_reader(path: &Path) -> Result<Connection, SchemaError> {
-    let conn = open_read_only(path)?;
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
-        .map_err(sqlite(path))?;
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA,
-        false,
-    )
-    .map_err(sqlite(path))?;
-    conn.pragma_update(None, "cell_size_check", "ON")
-        .map_err(sqlite(path))?;
-    conn.pragma_update(None, "mmap_size", 0)
-        .map_err(sqlite(path))?;
-    check_version(&conn, path, OUTBOUND_VERSION)?;
-    Ok(conn)
+    crate::outbound::OutboundReader::open(path)
+        .map(crate::outbound::OutboundReader::into_connection)
 }
 
 fn open_read_only(path: &Path) -> Result<Connection, SchemaError> {
@@ -204,6 +212,133 @@ fn check_version(conn: &Connection, path: &Path, expected: i64) -> Result<(), Sc
             expected,
         })
     }
+}
+
+/// One row of `sqlite_schema`, as compared between a session file and the migrations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SchemaObject {
+    kind: Option<String>,
+    name: Option<String>,
+    table: Option<String>,
+    sql: Option<String>,
+}
+
+impl SchemaObject {
+    fn describe(&self) -> String {
+        format!(
+            "{} {:?}",
+            self.kind.as_deref().unwrap_or("object"),
+            self.name.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// What `sqlite_schema` of an `outbound.db` must hold: exactly what the migrations create,
+/// applied once to an in-memory database (no hand-written copy that could drift).
+fn expected_outbound_schema() -> Result<&'static [SchemaObject], SchemaError> {
+    static EXPECTED: OnceLock<Vec<SchemaObject>> = OnceLock::new();
+    if let Some(expected) = EXPECTED.get() {
+        return Ok(expected);
+    }
+    let memory = Path::new(":memory:");
+    let mut conn = Connection::open_in_memory().map_err(sqlite(memory))?;
+    migrations(OUTBOUND_MIGRATIONS)
+        .to_latest(&mut conn)
+        .map_err(|source| SchemaError::Migration {
+            path: memory.to_owned(),
+            source,
+        })?;
+    let objects = match schema_objects(&conn, usize::MAX).map_err(sqlite(memory))? {
+        Ok(objects) => objects,
+        Err(reason) => {
+            return Err(SchemaError::Hostile {
+                path: memory.to_owned(),
+                reason,
+            });
+        }
+    };
+    Ok(EXPECTED.get_or_init(|| objects))
+}
+
+/// Reads at most `limit` rows of `sqlite_schema`; `Err(reason)` when a value is not text.
+fn schema_objects(
+    conn: &Connection,
+    limit: usize,
+) -> rusqlite::Result<Result<Vec<SchemaObject>, String>> {
+    let mut statement =
+        conn.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY name LIMIT ?1")?;
+    let mut rows = statement.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
+    let mut objects = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut texts: [Option<String>; 4] = Default::default();
+        for (index, text) in texts.iter_mut().enumerate() {
+            *text = match row.get_ref(index)? {
+                rusqlite::types::ValueRef::Null => None,
+                rusqlite::types::ValueRef::Text(text) => {
+                    Some(String::from_utf8_lossy(text).into_owned())
+                }
+                _ => return Ok(Err("sqlite_schema holds a value that is not text".into())),
+            };
+        }
+        let [kind, name, table, sql] = texts;
+        objects.push(SchemaObject {
+            kind,
+            name,
+            table,
+            sql,
+        });
+    }
+    Ok(Ok(objects))
+}
+
+/// Compares the schema version and `sqlite_schema` of an opened `outbound.db` with what the
+/// migrations create: the same tables and indexes with the same SQL text, and nothing else
+/// (no view, no trigger, no extra table or index). `Ok(None)` when they match, else the
+/// first difference, for a [`SchemaError::Hostile`] reason. Runs inside the caller's read
+/// transaction, so that the rows it then reads are read under the schema checked here.
+pub(crate) fn outbound_schema_difference(
+    conn: &Connection,
+) -> Result<rusqlite::Result<Option<String>>, SchemaError> {
+    let expected = expected_outbound_schema()?;
+    Ok((|| {
+        let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if found != OUTBOUND_VERSION {
+            return Ok(Some(format!(
+                "it has schema version {found}, this build expects {OUTBOUND_VERSION}"
+            )));
+        }
+        // One more than expected is enough to see that something is extra.
+        let actual = match schema_objects(conn, expected.len() + 1)? {
+            Ok(actual) => actual,
+            Err(reason) => return Ok(Some(reason)),
+        };
+        Ok(schema_difference(expected, &actual))
+    })())
+}
+
+fn schema_difference(expected: &[SchemaObject], actual: &[SchemaObject]) -> Option<String> {
+    for object in actual {
+        match expected.iter().find(|e| e.name == object.name) {
+            None => {
+                return Some(format!(
+                    "its schema has an unexpected {}",
+                    object.describe()
+                ));
+            }
+            Some(wanted) if wanted != object => {
+                return Some(format!(
+                    "its {} is not the {} the migrations create",
+                    object.describe(),
+                    wanted.describe()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    expected
+        .iter()
+        .find(|e| !actual.iter().any(|a| a.name == e.name))
+        .map(|missing| format!("its schema lacks the {}", missing.describe()))
 }
 
 #[cfg(test)]

@@ -1,16 +1,21 @@
-//! Queries on `outbound.db`. The runner writes (messages, acks, container state); the host
-//! reads everything here as hostile input: [`read_after`] never fails a whole batch for one bad
-//! row, and caps the size of every value before loading it.
+//! Queries on `outbound.db`. The runner writes (messages, acks, container state) with the
+//! functions here; the host reads everything as hostile input through [`OutboundReader`]
+//! (file checks, schema check, work budget: [`reader`]), which never fails a whole batch for
+//! one bad row and bounds every value in SQL before loading it ([`columns`]). The file-level
+//! checks are in [`file`].
+
+mod columns;
+mod file;
+mod reader;
+
+pub use columns::{BadRow, MAX_ACKS, MAX_NAME_BYTES};
+pub use reader::{BUDGET_REASON, OutboundReader, Snapshot};
 
 use crate::ids::MessageId;
 use crate::rows::{Ack, AckStatus, NewOutboundRow, OutboundKind, OutboundRow};
 use crate::seq::{Seq, Writer};
 use crate::time::now_ms;
-use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
-
-/// Longest id, destination or thread id the host accepts, in bytes.
-pub const MAX_NAME_BYTES: i64 = 256;
 
 /// The largest seq in `messages_out`.
 pub fn max_seq(conn: &Connection) -> rusqlite::Result<Option<Seq>> {
@@ -69,28 +74,11 @@ pub fn ack(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<Option
     .optional()
 }
 
-/// All acks. The host reads these as hostile input: a row with an unknown status or a
-/// non-text id is skipped.
+/// The newest [`MAX_ACKS`] acks on a connection of [`crate::schema::open_outbound_reader`],
+/// bounded like [`OutboundReader::read`] (which the host uses): a row with an unknown status,
+/// a non-text or oversized id is skipped.
 pub fn acks(conn: &Connection) -> rusqlite::Result<Vec<Ack>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT message_id, status, changed_at FROM processing_ack \
-         WHERE typeof(message_id) = 'text' AND length(message_id) <= ?1 AND typeof(changed_at) = 'integer'",
-    )?;
-    let rows = statement.query_map([MAX_NAME_BYTES], |row| {
-        let status: String = row.get(1)?;
-        Ok(AckStatus::parse(&status).map(|status| Ack {
-            message_id: MessageId::new(row.get::<_, String>(0).unwrap_or_default()),
-            status,
-            changed_at: row.get(2).unwrap_or(0),
-        }))
-    })?;
-    let mut acks = Vec::new();
-    for row in rows {
-        if let Some(ack) = row? {
-            acks.push(ack);
-        }
-    }
-    Ok(acks)
+    columns::select_acks(conn)
 }
 
 /// Runner: records the tool in progress (or none) so the sweep can tell busy from stuck.
@@ -145,17 +133,9 @@ pub fn rows_of_kind(conn: &Connection, kind: OutboundKind) -> rusqlite::Result<V
     rows.collect()
 }
 
-/// An outbound row the host could not even read as a row: which one and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BadRow {
-    pub rowid: i64,
-    /// The row's id when it was readable text, for recording the refusal.
-    pub id: Option<String>,
-    pub seq: Option<i64>,
-    pub reason: String,
-}
-
-/// Host: reads up to `limit` rows with `seq > after`, in seq order. Each row is either a
+/// Reads up to `limit` rows with `seq > after`, in seq order, on a connection of
+/// [`crate::schema::open_outbound_reader`], bounded like [`OutboundReader::read`] (which the
+/// host uses, with its schema check and work budget in one transaction). Each row is either a
 /// well-typed [`OutboundRow`] (content still to be validated) or a [`BadRow`] naming the
 /// problem; `content` longer than `max_content_bytes` is never loaded.
 pub fn read_after(
@@ -164,91 +144,11 @@ pub fn read_after(
     limit: usize,
     max_content_bytes: usize,
 ) -> rusqlite::Result<Vec<Result<OutboundRow, BadRow>>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT rowid, id, seq, in_reply_to, created_at, deliver_after, kind, destination, thread_id, \
-           CASE WHEN length(CAST(content AS BLOB)) <= ?3 THEN content END, length(CAST(content AS BLOB)) \
-         FROM messages_out WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+        reader::length_limit(max_content_bytes),
     )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let max = i64::try_from(max_content_bytes).unwrap_or(i64::MAX);
-    let rows = statement.query_map(params![after.0, limit, max], |row| {
-        let values: Vec<Value> = (0..11)
-            .map(|i| row.get::<_, Value>(i))
-            .collect::<Result<_, _>>()?;
-        Ok(values)
-    })?;
-    let mut out = Vec::new();
-    for values in rows {
-        out.push(typed_row(values?, max));
-    }
-    Ok(out)
-}
-
-fn typed_row(values: Vec<Value>, max_content_bytes: i64) -> Result<OutboundRow, BadRow> {
-    let rowid = match values.first() {
-        Some(Value::Integer(i)) => *i,
-        _ => -1,
-    };
-    let id = match values.get(1) {
-        Some(Value::Text(t)) if t.len() as i64 <= MAX_NAME_BYTES => Some(t.clone()),
-        _ => None,
-    };
-    let seq = match values.get(2) {
-        Some(Value::Integer(i)) => Some(*i),
-        _ => None,
-    };
-    let bad = |reason: String| BadRow {
-        rowid,
-        id: id.clone(),
-        seq,
-        reason,
-    };
-    let Some(id_text) = id.clone() else {
-        return Err(bad("id is not text of at most 256 bytes".into()));
-    };
-    let Some(seq_value) = seq else {
-        return Err(bad("seq is not an integer".into()));
-    };
-    let text = |index: usize, name: &str| -> Result<Option<String>, BadRow> {
-        match values.get(index) {
-            Some(Value::Null) | None => Ok(None),
-            Some(Value::Text(t)) if t.len() as i64 <= MAX_NAME_BYTES => Ok(Some(t.clone())),
-            Some(_) => Err(bad(format!("{name} is not text of at most 256 bytes"))),
-        }
-    };
-    let integer = |index: usize, name: &str| -> Result<Option<i64>, BadRow> {
-        match values.get(index) {
-            Some(Value::Null) | None => Ok(None),
-            Some(Value::Integer(i)) => Ok(Some(*i)),
-            Some(_) => Err(bad(format!("{name} is not an integer"))),
-        }
-    };
-    let in_reply_to = text(3, "in_reply_to")?;
-    let created_at = integer(4, "created_at")?.unwrap_or(0);
-    let deliver_after = integer(5, "deliver_after")?;
-    let kind = text(6, "kind")?.ok_or_else(|| bad("kind is missing".into()))?;
-    let destination = text(7, "destination")?;
-    let thread_id = text(8, "thread_id")?;
-    let content = match (values.get(9), values.get(10)) {
-        (Some(Value::Text(t)), _) => t.clone(),
-        (_, Some(Value::Integer(size))) if *size > max_content_bytes => {
-            return Err(bad(format!(
-                "content is {size} bytes, over the cap of {max_content_bytes}"
-            )));
-        }
-        _ => return Err(bad("content is not text".into())),
-    };
-    Ok(OutboundRow {
-        id: MessageId::new(id_text),
-        seq: Seq(seq_value),
-        in_reply_to: in_reply_to.map(MessageId::new),
-        created_at,
-        deliver_after,
-        kind,
-        destination,
-        thread_id,
-        content,
-    })
+    columns::select_rows(conn, after, limit, max_content_bytes)
 }
 
 #[cfg(test)]
