@@ -8,8 +8,14 @@
 //! the next line typed answers it (a number picks that option). One-shot, `--answer
 //! QUESTION_ID --message TEXT` sends TEXT as the answer and prints the rest of the agent's
 //! turn. Files the agent sent are printed as `[file] <path>` (a copy under `data/files/`).
+//!
+//! The host sends a chat's replies only to terminals subscribed to it: interactively the
+//! chat subscribes at connect (so replies that waited for a terminal arrive at once), one-shot
+//! the message itself subscribes. A reply whose id was already shown is dropped
+//! ([`SeenReplies`]): after a host restart the same reply may be sent again.
 
 use crate::channels::cli::{ClientLine, ServerLine};
+use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -111,10 +117,47 @@ impl ChatTarget {
         }
     }
 
+    fn subscribe_line(&self) -> ClientLine {
+        ClientLine::Subscribe {
+            chat: self.chat.clone(),
+            all_chats: false,
+        }
+    }
+
     fn platform_id(&self) -> &str {
         self.chat
             .as_deref()
             .unwrap_or(crate::channels::cli::PLATFORM_ID)
+    }
+}
+
+/// The ids of the replies shown, to drop a repeat. Bounded: only the newest ids are kept,
+/// which is where a repeat comes from (a reply sent again after a restart).
+#[derive(Debug, Default)]
+pub struct SeenReplies {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl SeenReplies {
+    const MAX: usize = 4096;
+
+    /// True the first time `id` is seen; false for a repeat. An empty id (from an older host)
+    /// is never a repeat.
+    pub fn first_time(&mut self, id: &str) -> bool {
+        if id.is_empty() {
+            return true;
+        }
+        if !self.ids.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > Self::MAX
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        true
     }
 }
 
@@ -173,6 +216,7 @@ async fn exchange(
         held: Vec::new(),
     };
     let mut open: Vec<String> = Vec::new();
+    let mut seen = SeenReplies::default();
     let collect = async {
         while let Some(line) = lines.next_line().await? {
             let Ok(line) = serde_json::from_str::<ServerLine>(&line) else {
@@ -198,17 +242,18 @@ async fn exchange(
                     open = message_ids;
                 }
                 ServerLine::Reply {
+                    id,
                     text,
                     platform_id,
                     files,
                     ..
-                } if platform_id == target.platform_id() => {
+                } if platform_id == target.platform_id() && seen.first_time(&id) => {
                     result.replies.push(text);
                     result
                         .replies
                         .extend(files.into_iter().map(|file| format!("[file] {file}")));
                 }
-                ServerLine::Reply { .. } => {}
+                ServerLine::Reply { .. } | ServerLine::Subscribed { .. } => {}
                 ServerLine::TurnComplete { message_id, .. } => {
                     open.retain(|id| *id != message_id);
                     if open.is_empty() && !result.message_ids.is_empty() {
@@ -236,7 +281,10 @@ async fn exchange(
 pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatError> {
     let stream = connect(socket).await?;
     let (read, mut write) = stream.into_split();
+    // Subscribe before anything is typed: replies that waited for a terminal come now.
+    send(&mut write, &target.subscribe_line()).await?;
     let mut from_host = BufReader::new(read).lines();
+    let mut seen = SeenReplies::default();
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     eprintln!(
         "crabpot chat: talking in cli/{}. /quit or Ctrl-D to leave.",
@@ -264,7 +312,7 @@ pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatE
                     break;
                 };
                 match serde_json::from_str::<ServerLine>(&line) {
-                    Ok(ServerLine::Reply { text, files, platform_id, question_id, .. }) if platform_id == target.platform_id() => {
+                    Ok(ServerLine::Reply { id, text, files, platform_id, question_id, .. }) if platform_id == target.platform_id() && seen.first_time(&id) => {
                         println!("\nagent: {text}");
                         for file in files { println!("  [file] {file}"); }
                         if let Some(question_id) = question_id {
@@ -278,7 +326,7 @@ pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatE
                         eprintln!("\n(your message awaits approval {})", held.join(", "));
                         prompt();
                     }
-                    Ok(ServerLine::Accepted { .. } | ServerLine::Reply { .. } | ServerLine::TurnComplete { .. }) | Err(_) => {}
+                    Ok(ServerLine::Accepted { .. } | ServerLine::Reply { .. } | ServerLine::TurnComplete { .. } | ServerLine::Subscribed { .. }) | Err(_) => {}
                 }
             }
         }
@@ -289,4 +337,30 @@ pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatE
 fn prompt() {
     print!("> ");
     let _ = std::io::stdout().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_shown_once_is_dropped_when_repeated() {
+        let mut seen = SeenReplies::default();
+        assert!(seen.first_time("m-1"));
+        assert!(seen.first_time("m-2"));
+        assert!(!seen.first_time("m-1"));
+        assert!(seen.first_time(""));
+        assert!(seen.first_time(""));
+    }
+
+    #[test]
+    fn only_the_newest_ids_are_kept() {
+        let mut seen = SeenReplies::default();
+        for n in 0..=SeenReplies::MAX {
+            assert!(seen.first_time(&format!("m-{n}")));
+        }
+        assert_eq!(seen.ids.len(), SeenReplies::MAX);
+        assert!(seen.first_time("m-0"), "the oldest id was forgotten");
+        assert!(!seen.first_time(&format!("m-{}", SeenReplies::MAX)));
+    }
 }

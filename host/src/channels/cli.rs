@@ -1,127 +1,105 @@
 //! The `cli` channel: the local terminal over `data/cli.sock` (mode 0600), used by
 //! `crabpot chat`. Its default chat is `cli/local`, a direct chat; a client may name any other
 //! chat of channel `cli` (a `platform_id`, a thread, a group chat with mentions, a sender),
-//! which lets tests and scripts play a chat platform speaking this protocol. Every connected
-//! client sees every reply, each line naming its chat.
+//! which lets tests and scripts play a chat platform speaking this protocol.
 //!
-//! Wire format: one JSON object per line. Client to host: [`ClientLine`] — a `message`, or an
-//! `answer` to a question an agent asked. Host to client: [`ServerLine`] — `accepted` once the
-//! message is durable (or held for an approval, or a decision was taken), `reply` for each
-//! delivered message (a question carries its `question_id` and numbered `options`; files are
-//! host paths under `data/files/`), `turn_complete` when the agent has finished with a
-//! message, `error`.
+//! Wire format (`wire`): one JSON object per line, at most [`MAX_LINE_BYTES`]. Client to
+//! host: [`ClientLine`] — a `message`, an `answer` to a question an agent asked, or
+//! `subscribe` to a chat (or to every chat). Host to client: [`ServerLine`] — `accepted` once
+//! the message is durable (or held for an approval, or a decision was taken), `subscribed`,
+//! `reply` for each delivered message (with the outbound row's `id`, so a repeat can be
+//! dropped; a question carries its `question_id` and numbered `options`; files are host paths
+//! under `data/files/`), `turn_complete` when the agent has finished with a message, `error`.
+//! A line over the cap gets one `error` naming it and the connection is closed.
 //!
-//! The terminal cannot edit or react: an edit or a reaction arrives as a new line saying so,
-//! and each update of a progress list is sent again in full.
+//! Replies go only to connections subscribed to their chat (`subscribers`: per chat, every
+//! thread included); sending a `message` or `answer` in a chat subscribes to it. A reply is
+//! delivered once a subscribed terminal has taken the line into its socket; with none, it
+//! fails with [`ChannelError::NoRecipient`] and delivery keeps the row waiting until a
+//! terminal of that chat subscribes, which the channel reports through
+//! [`ChannelContext::recipient_arrived`].
+//!
+//! Bounds: at most [`CliLimits::max_clients`] connections, each holding a permit of the
+//! host's [`FdBudget`] (the listener stops accepting when either runs out); a bounded queue
+//! per connection, and a terminal that stops reading is closed after [`WRITE_TIMEOUT`].
+//! Accept errors back off and are logged through a [`LogGate`].
+
+mod render;
+mod subscribers;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use wire::{
+    CliLineError, ClientLine, MAX_LINE_BYTES, PLATFORM_ID, ServerLine, parse_client_line,
+};
 
 use super::{Capabilities, Channel, ChannelContext, ChannelError, ChatAddress, OutgoingMessage};
-use crate::router::{InboundEvent, QuestionAnswer};
+use crate::fd_budget::{AcceptBackoff, BudgetedListener, FdBudget};
+use crate::log_gate::LogGate;
+use crate::router::{
+    AnswerError, Answered, InboundEvent, QuestionAnswer, RouteError, RouteOutcome,
+};
 use crate::runtime::BoxFuture;
 use protocol::{MessageId, OutboundContent, Sender};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::time::Duration;
+use subscribers::{Recipient, SubscribeError, Subscribers, Subscription};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wire::{LineRead, LineReader};
 
 pub const CHANNEL_TYPE: &str = "cli";
-/// The one chat of the terminal.
-pub const PLATFORM_ID: &str = "local";
 
-/// A line from `crabpot chat` (or a script playing a platform).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientLine {
-    Message {
-        text: String,
-        /// The sender's handle; the sender id is `cli:<user>`.
-        user: String,
-        /// The chat's platform id (default `local`, the terminal).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        chat: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        thread: Option<String>,
-        /// A group chat (default: a direct chat).
-        #[serde(default, skip_serializing_if = "is_false")]
-        is_group: bool,
-        /// Whether the message mentions the agent (default: true).
-        #[serde(default = "default_true")]
-        is_mention: bool,
-        /// The platform's id for this message (default: a fresh one); a repeat is stored once.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        message_id: Option<String>,
-    },
-    /// The answer to a question an agent asked in this chat: an option's number, an option's
-    /// text, or a free answer.
-    Answer {
-        /// The question's id from its `reply` line; absent = the chat's newest open question.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        question_id: Option<String>,
-        answer: String,
-        user: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        chat: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        thread: Option<String>,
-    },
+/// How long one line may take to go into a terminal's socket. A terminal that does not read
+/// for that long is closed, so it cannot hold up delivery (which waits for the line).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Lines queued for one terminal; a terminal this far behind is closed.
+const CLIENT_QUEUE: usize = 256;
+
+/// How long repeated identical cli warnings are coalesced.
+const LOG_WINDOW: Duration = Duration::from_secs(30);
+
+/// What local clients may hold of the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CliLimits {
+    /// Connections open at once; past it the socket stops accepting until one closes.
+    pub max_clients: usize,
+    /// The longest line a client may send (at most [`MAX_LINE_BYTES`], which
+    /// [`parse_client_line`] enforces too).
+    pub max_line_bytes: usize,
 }
 
-fn default_true() -> bool {
-    true
+impl Default for CliLimits {
+    fn default() -> Self {
+        Self {
+            max_clients: 64,
+            max_line_bytes: MAX_LINE_BYTES,
+        }
+    }
 }
 
-fn is_false(value: &bool) -> bool {
-    !*value
+/// A line for one terminal; `written` is told once it is in the socket.
+pub(crate) struct Outgoing {
+    line: ServerLine,
+    written: Option<oneshot::Sender<()>>,
 }
 
-/// A line to `crabpot chat`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerLine {
-    Accepted {
-        /// Rows that wake an agent: each gets a `turn_complete`.
-        message_ids: Vec<String>,
-        /// Rows stored as context only (they ride along with the agent's next turn).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        context_ids: Vec<String>,
-        /// Approvals holding the message.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        held: Vec<String>,
-        /// The answer to an approval decision typed in a DM.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        decision: Option<String>,
-    },
-    Reply {
-        seq: i64,
-        text: String,
-        files: Vec<String>,
-        #[serde(default = "default_platform_id")]
-        platform_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        thread_id: Option<String>,
-        /// Set on a question: answer it with an `answer` line naming this id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        question_id: Option<String>,
-        /// A question's options, in order (answer with a number from 1).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        options: Vec<String>,
-    },
-    TurnComplete {
-        message_id: String,
-        #[serde(default = "default_platform_id")]
-        platform_id: String,
-    },
-    Error {
-        message: String,
-    },
-}
-
-fn default_platform_id() -> String {
-    PLATFORM_ID.to_owned()
+impl Outgoing {
+    fn line(line: ServerLine) -> Self {
+        Self {
+            line,
+            written: None,
+        }
+    }
 }
 
 /// A `message` line, unpacked.
@@ -135,17 +113,56 @@ struct IncomingMessage {
     message_id: Option<String>,
 }
 
+/// The host side the connections talk to: the router and delivery, through a
+/// [`ChannelContext`] in the daemon, a fake in the tests.
+trait Inbox: Send + Sync {
+    fn push(&self, event: InboundEvent) -> BoxFuture<'_, Result<RouteOutcome, RouteError>>;
+    fn answer(&self, answer: QuestionAnswer) -> BoxFuture<'_, Result<Answered, AnswerError>>;
+    fn recipient_arrived(&self, address: ChatAddress);
+}
+
+impl Inbox for ChannelContext {
+    fn push(&self, event: InboundEvent) -> BoxFuture<'_, Result<RouteOutcome, RouteError>> {
+        Box::pin(ChannelContext::push(self, event))
+    }
+
+    fn answer(&self, answer: QuestionAnswer) -> BoxFuture<'_, Result<Answered, AnswerError>> {
+        Box::pin(ChannelContext::answer(self, answer))
+    }
+
+    fn recipient_arrived(&self, address: ChatAddress) {
+        ChannelContext::recipient_arrived(self, address);
+    }
+}
+
 /// The terminal adapter.
 pub struct CliChannel {
-    clients: Mutex<Vec<mpsc::UnboundedSender<ServerLine>>>,
+    subscribers: Subscribers,
     next_id: AtomicU64,
+    limits: CliLimits,
+    fd_budget: Arc<FdBudget>,
+    log_gate: LogGate,
 }
 
 impl CliChannel {
+    /// A channel with the default [`CliLimits`] and no descriptor budget.
     pub fn new() -> Arc<Self> {
+        Self::new_with(CliLimits::default(), FdBudget::unlimited())
+    }
+
+    /// A channel with these limits, taking a permit of `fd_budget` per connection (share one
+    /// budget with the proxies). A `max_line_bytes` above [`MAX_LINE_BYTES`] is lowered to it.
+    pub fn new_with(limits: CliLimits, fd_budget: Arc<FdBudget>) -> Arc<Self> {
+        let limits = CliLimits {
+            max_clients: limits.max_clients.max(1),
+            max_line_bytes: limits.max_line_bytes.clamp(1, MAX_LINE_BYTES),
+        };
         Arc::new(Self {
-            clients: Mutex::new(Vec::new()),
+            subscribers: Subscribers::default(),
             next_id: AtomicU64::new(1),
+            limits,
+            fd_budget,
+            log_gate: LogGate::new(LOG_WINDOW),
         })
     }
 
@@ -156,14 +173,6 @@ impl CliChannel {
         crate::proxy::bind_session_socket(path, None).map_err(std::io::Error::other)
     }
 
-    fn broadcast(&self, line: &ServerLine) {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        clients.retain(|client| client.send(line.clone()).is_ok());
-    }
-
     /// Accepts terminals until `shutdown`.
     pub async fn serve(
         self: Arc<Self>,
@@ -172,76 +181,174 @@ impl CliChannel {
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) {
+        self.serve_inbox(listener, Arc::new(context), tasks, shutdown)
+            .await;
+    }
+
+    async fn serve_inbox(
+        self: Arc<Self>,
+        listener: UnixListener,
+        inbox: Arc<dyn Inbox>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let listener = BudgetedListener::new(
+            listener,
+            Arc::clone(&self.fd_budget),
+            self.limits.max_clients,
+        );
+        let mut backoff = AcceptBackoff::new();
         loop {
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cli accept failed");
-                        continue;
-                    }
-                },
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
             };
-            let this = Arc::clone(&self);
-            let context = context.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move { this.connection(stream, context, shutdown).await });
+            match accepted {
+                Ok((stream, permit)) => {
+                    backoff.succeeded();
+                    let this = Arc::clone(&self);
+                    let inbox = Arc::clone(&inbox);
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move {
+                        this.connection(stream, inbox, shutdown).await;
+                        // Freed only once the connection (and so its descriptor) is gone.
+                        drop(permit);
+                    });
+                }
+                Err(error) => {
+                    let pause = backoff.failed();
+                    if self.log_gate.should_log("cli.accept") {
+                        tracing::warn!(%error, pause_ms = pause.as_millis(), "cli accept failed");
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
         }
     }
 
+    /// One terminal: reads its lines and answers each, while its queue is written out.
     async fn connection(
         self: Arc<Self>,
         stream: UnixStream,
-        context: ChannelContext,
+        inbox: Arc<dyn Inbox>,
         shutdown: CancellationToken,
     ) {
-        let (read, mut write) = stream.into_split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<ServerLine>();
-        self.clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(tx.clone());
-        let writer = tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
-                let Ok(mut json) = serde_json::to_string(&line) else {
-                    continue;
-                };
-                json.push('\n');
-                if write.write_all(json.as_bytes()).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let mut lines = BufReader::new(read).lines();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (read, write) = stream.into_split();
+        let (sender, queue) = mpsc::channel::<Outgoing>(CLIENT_QUEUE);
+        let closed = shutdown.child_token();
+        self.subscribers.register(
+            id,
+            Recipient {
+                id,
+                sender: sender.clone(),
+                closed: closed.clone(),
+            },
+        );
+        let reading = async {
+            self.read_lines(id, read, &sender, inbox.as_ref(), &closed)
+                .await;
+            // Nothing new is queued for it from now on; what is queued is still written
+            // (the error that explains why the connection ends, for one).
+            self.subscribers.unregister(id);
+            drop(sender);
+        };
+        let writing = write_lines(write, queue, &closed);
+        tokio::join!(reading, writing);
+    }
+
+    async fn read_lines(
+        &self,
+        id: u64,
+        read: tokio::net::unix::OwnedReadHalf,
+        sender: &mpsc::Sender<Outgoing>,
+        inbox: &dyn Inbox,
+        closed: &CancellationToken,
+    ) {
+        let mut lines = LineReader::new(read, self.limits.max_line_bytes);
         loop {
-            let line = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                line = lines.next_line() => match line {
-                    Ok(Some(line)) => line,
-                    Ok(None) | Err(_) => break,
-                },
+            let read = tokio::select! {
+                () = closed.cancelled() => return,
+                read = lines.next_line() => read,
             };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let answer = match serde_json::from_str::<ClientLine>(&line) {
-                Err(e) => ServerLine::Error {
-                    message: format!("not a valid cli message: {e}"),
+            let answer = match read {
+                Ok(LineRead::Line) => match parse_client_line(lines.line()) {
+                    Err(CliLineError::Empty) => continue,
+                    Err(error) => ServerLine::Error {
+                        message: error.to_string(),
+                    },
+                    Ok(line) => self.accept(id, line, inbox).await,
                 },
-                Ok(line) => self.accept(line, &context).await,
+                Ok(LineRead::TooLong) => {
+                    let error = CliLineError::TooLong {
+                        max: self.limits.max_line_bytes,
+                    };
+                    let message = format!("{error}; closing the connection");
+                    // The connection ends either way; a closed queue means it already has.
+                    let _ = sender
+                        .send(Outgoing::line(ServerLine::Error { message }))
+                        .await;
+                    return;
+                }
+                Ok(LineRead::End) | Err(_) => return,
             };
-            if tx.send(answer).is_err() {
-                break;
+            if sender.send(Outgoing::line(answer)).await.is_err() {
+                return;
             }
         }
-        drop(tx);
-        writer.abort();
+    }
+
+    /// Subscribes connection `id` and reports the waiting chats it now receives.
+    fn subscribe(
+        &self,
+        id: u64,
+        subscription: &Subscription,
+        inbox: &dyn Inbox,
+    ) -> Result<(), SubscribeError> {
+        for address in self.subscribers.subscribe(id, subscription)? {
+            inbox.recipient_arrived(address);
+        }
+        Ok(())
+    }
+
+    /// A `message` or `answer` in a chat subscribes its connection to that chat, so the
+    /// replies find it. Past the per-connection cap the line is still taken, and only the
+    /// subscription is skipped (the client can subscribe to every chat instead).
+    fn subscribe_implicitly(&self, id: u64, chat: Option<&str>, inbox: &dyn Inbox) {
+        let chat = chat.unwrap_or(PLATFORM_ID).to_owned();
+        if let Err(error) = self.subscribe(id, &Subscription::Chat(chat), inbox) {
+            tracing::debug!(%error, "cli message without a subscription");
+        }
     }
 
     /// Routes one client line and says what became of it.
-    async fn accept(&self, line: ClientLine, context: &ChannelContext) -> ServerLine {
+    async fn accept(&self, id: u64, line: ClientLine, inbox: &dyn Inbox) -> ServerLine {
         match line {
+            ClientLine::Subscribe { chat, all_chats } => {
+                let subscription = if all_chats {
+                    Subscription::AllChats
+                } else {
+                    Subscription::Chat(chat.unwrap_or_else(|| PLATFORM_ID.into()))
+                };
+                match self.subscribe(id, &subscription, inbox) {
+                    Ok(()) => match subscription {
+                        Subscription::AllChats => ServerLine::Subscribed {
+                            platform_id: None,
+                            all_chats: true,
+                        },
+                        Subscription::Chat(platform_id) => ServerLine::Subscribed {
+                            platform_id: Some(platform_id),
+                            all_chats: false,
+                        },
+                    },
+                    Err(error) => ServerLine::Error {
+                        message: error.to_string(),
+                    },
+                }
+            }
             ClientLine::Message {
                 text,
                 user,
@@ -251,6 +358,7 @@ impl CliChannel {
                 is_mention,
                 message_id,
             } => {
+                self.subscribe_implicitly(id, chat.as_deref(), inbox);
                 let message = IncomingMessage {
                     text,
                     user,
@@ -260,7 +368,7 @@ impl CliChannel {
                     is_mention,
                     message_id,
                 };
-                self.accept_message(message, context).await
+                self.accept_message(message, inbox).await
             }
             ClientLine::Answer {
                 question_id,
@@ -269,6 +377,7 @@ impl CliChannel {
                 chat,
                 thread,
             } => {
+                self.subscribe_implicitly(id, chat.as_deref(), inbox);
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let answer = QuestionAnswer {
                     channel_type: CHANNEL_TYPE.into(),
@@ -282,7 +391,7 @@ impl CliChannel {
                     },
                     platform_message_id: format!("cli-in-{}-{id}", uuid::Uuid::now_v7().simple()),
                 };
-                match context.answer(answer).await {
+                match inbox.answer(answer).await {
                     Ok(answered) if answered.trigger => ServerLine::Accepted {
                         message_ids: vec![answered.message_id.to_string()],
                         context_ids: Vec::new(),
@@ -304,11 +413,7 @@ impl CliChannel {
         }
     }
 
-    async fn accept_message(
-        &self,
-        message: IncomingMessage,
-        context: &ChannelContext,
-    ) -> ServerLine {
+    async fn accept_message(&self, message: IncomingMessage, inbox: &dyn Inbox) -> ServerLine {
         let IncomingMessage {
             text,
             user,
@@ -337,7 +442,7 @@ impl CliChannel {
             is_group,
             chat_name,
         };
-        match context.push(event).await {
+        match inbox.push(event).await {
             Ok(outcome)
                 if outcome.routed.is_empty()
                     && outcome.held.is_empty()
@@ -372,57 +477,117 @@ impl CliChannel {
             },
         }
     }
+
+    /// Queues `line` for `recipient` without waiting; a terminal whose queue is full is not
+    /// reading, and is closed. Returns whether the line was queued.
+    fn queue(&self, recipient: &Recipient, outgoing: Outgoing) -> bool {
+        match recipient.sender.try_send(outgoing) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.log_gate.should_log("cli.slow_terminal") {
+                    tracing::warn!("a cli terminal is not reading its replies; closing it");
+                }
+                recipient.closed.cancel();
+                self.subscribers.unregister(recipient.id);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.subscribers.unregister(recipient.id);
+                false
+            }
+        }
+    }
+
+    /// Sends a reply to every terminal of its chat and waits until at least one has it in
+    /// its socket. Terminals that fail are dropped and the others tried again, a few rounds
+    /// at most; after that the chat is noted as waiting.
+    async fn send_reply(&self, to: &ChatAddress, line: ServerLine) -> Result<(), ChannelError> {
+        const ROUNDS: usize = 3;
+        for _round in 0..ROUNDS {
+            let recipients = self.subscribers.recipients_or_wait(to);
+            if recipients.is_empty() {
+                return Err(ChannelError::NoRecipient(format!(
+                    "no terminal of cli/{} is connected",
+                    to.platform_id
+                )));
+            }
+            if self.send_to(&recipients, &line).await {
+                return Ok(());
+            }
+            // Every one failed and is unregistered now: try whoever else is there.
+        }
+        self.subscribers.wait(to);
+        Err(ChannelError::NoRecipient(format!(
+            "no terminal of cli/{} took the reply",
+            to.platform_id
+        )))
+    }
+
+    /// Queues `line` for each recipient and waits for the writes; false when none was
+    /// written. The ones that failed are unregistered.
+    async fn send_to(&self, recipients: &[Recipient], line: &ServerLine) -> bool {
+        let mut written = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            let (tell, told) = oneshot::channel();
+            let outgoing = Outgoing {
+                line: line.clone(),
+                written: Some(tell),
+            };
+            if self.queue(recipient, outgoing) {
+                written.push(async move { (recipient.id, told.await.is_ok()) });
+            }
+        }
+        // Every writer gives up on a line after WRITE_TIMEOUT (and drops its `tell`); the
+        // outer bound only guards against a writer stuck behind a long queue.
+        let outcomes =
+            tokio::time::timeout(WRITE_TIMEOUT * 2, futures_util::future::join_all(written))
+                .await
+                .unwrap_or_default();
+        let mut any_written = false;
+        for (id, ok) in outcomes {
+            if ok {
+                any_written = true;
+            } else {
+                self.subscribers.unregister(id);
+            }
+        }
+        any_written
+    }
 }
 
-/// The text a terminal shows for a message: edits and reactions as lines saying so, a
-/// question with its numbered options, a progress list item by item.
-fn render(content: &OutboundContent) -> Result<String, ChannelError> {
-    Ok(match content {
-        OutboundContent::Message(m) => m.text.clone(),
-        OutboundContent::Edit { target_seq, text } => format!("(edit of {target_seq}) {text}"),
-        OutboundContent::Reaction { target_seq, emoji } => {
-            format!("(reaction to {target_seq}) {emoji}")
+/// Writes a terminal's queue into its socket, each line within [`WRITE_TIMEOUT`]; telling
+/// each line's sender once it is written. Ends when the queue ends, or closes the connection
+/// when a write fails or stalls.
+async fn write_lines(
+    mut write: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Outgoing>,
+    closed: &CancellationToken,
+) {
+    loop {
+        let outgoing = tokio::select! {
+            () = closed.cancelled() => return,
+            outgoing = queue.recv() => match outgoing {
+                Some(outgoing) => outgoing,
+                None => return,
+            },
+        };
+        let Ok(mut json) = serde_json::to_string(&outgoing.line) else {
+            continue;
+        };
+        json.push('\n');
+        match tokio::time::timeout(WRITE_TIMEOUT, write.write_all(json.as_bytes())).await {
+            Ok(Ok(())) => {
+                if let Some(written) = outgoing.written {
+                    // The deliverer may have given up waiting; the line is out either way.
+                    let _ = written.send(());
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                closed.cancel();
+                return;
+            }
         }
-        OutboundContent::Question {
-            title,
-            question,
-            options,
-            question_id,
-            ..
-        } => {
-            let numbered: Vec<String> = options
-                .iter()
-                .enumerate()
-                .map(|(i, o)| format!("  {}. {o}", i + 1))
-                .collect();
-            let how = if options.is_empty() {
-                "answer in your own words".to_owned()
-            } else {
-                "answer with a number or your own words".to_owned()
-            };
-            format!(
-                "{title} [{question_id}]\n{question}\n{}{}({how})",
-                numbered.join("\n"),
-                if numbered.is_empty() { "" } else { "\n" }
-            )
-        }
-        OutboundContent::Progress { items, target_seq } => {
-            let heading = match target_seq {
-                Some(seq) => format!("plan (update of {seq}):"),
-                None => "plan:".to_owned(),
-            };
-            let lines: Vec<String> = items
-                .iter()
-                .map(|i| format!("[{}] {}", i.status, i.text))
-                .collect();
-            format!("{heading}\n{}", lines.join("\n"))
-        }
-        OutboundContent::System { action, .. } => {
-            return Err(ChannelError::Rejected(format!(
-                "system action {action} is not a chat message"
-            )));
-        }
-    })
+    }
 }
 
 impl Channel for CliChannel {
@@ -459,13 +624,14 @@ impl Channel for CliChannel {
                 | OutboundContent::Progress { .. }
                 | OutboundContent::System { .. } => (None, Vec::new()),
             };
-            let text = render(&message.content)?;
+            let text = render::render(&message.content)?;
             let files = message
                 .files
                 .iter()
                 .map(|f| f.display().to_string())
                 .collect();
-            self.broadcast(&ServerLine::Reply {
+            let line = ServerLine::Reply {
+                id: message.id.to_string(),
                 seq: message.seq.0,
                 text,
                 files,
@@ -473,7 +639,8 @@ impl Channel for CliChannel {
                 thread_id: to.thread_id.clone(),
                 question_id,
                 options,
-            });
+            };
+            self.send_reply(to, line).await?;
             Ok(format!(
                 "cli-{}",
                 self.next_id.fetch_add(1, Ordering::Relaxed)
@@ -487,10 +654,13 @@ impl Channel for CliChannel {
         message_id: &'a MessageId,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            self.broadcast(&ServerLine::TurnComplete {
+            let line = ServerLine::TurnComplete {
                 message_id: message_id.to_string(),
                 platform_id: to.platform_id.clone(),
-            });
+            };
+            for recipient in self.subscribers.recipients(to) {
+                self.queue(&recipient, Outgoing::line(line.clone()));
+            }
         })
     }
 }

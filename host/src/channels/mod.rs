@@ -16,6 +16,7 @@ use protocol::{MessageId, OutboundContent, Seq};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Where a message goes on a platform.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -67,12 +68,17 @@ pub enum ChannelError {
     /// The platform refused this message. Not retryable.
     #[error("platform refused the message: {0}")]
     Rejected(String),
+    /// Nobody is there to receive it now (no terminal of that chat is connected). Not an
+    /// attempt: delivery keeps the row waiting and tries again once the adapter reports,
+    /// through [`ChannelContext::recipient_arrived`], that a recipient for the chat is there.
+    #[error("no recipient is connected: {0}")]
+    NoRecipient(String),
 }
 
 impl ChannelError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            ChannelError::Unavailable(_) => true,
+            ChannelError::Unavailable(_) | ChannelError::NoRecipient(_) => true,
             ChannelError::Rejected(_) => false,
         }
     }
@@ -98,15 +104,25 @@ pub trait Channel: Send + Sync {
     ) -> BoxFuture<'a, ()>;
 }
 
-/// What an adapter gets at start: the way into the router.
+/// What an adapter gets at start: the way into the router, and the way to tell delivery
+/// that someone can receive a chat's messages again.
 #[derive(Clone)]
 pub struct ChannelContext {
     router: Arc<Router>,
+    arrivals: mpsc::UnboundedSender<ChatAddress>,
 }
 
 impl ChannelContext {
-    pub fn new(router: Arc<Router>) -> Self {
-        Self { router }
+    pub fn new(router: Arc<Router>, arrivals: mpsc::UnboundedSender<ChatAddress>) -> Self {
+        Self { router, arrivals }
+    }
+
+    /// A recipient for `address` is there now (a terminal of that chat connected): rows that
+    /// waited with [`ChannelError::NoRecipient`] are delivered.
+    pub fn recipient_arrived(&self, address: ChatAddress) {
+        // Delivery holds the receiver for as long as the host serves; after shutdown nobody
+        // is waiting for the news.
+        let _ = self.arrivals.send(address);
     }
 
     /// Routes an event; when this returns `Ok`, the message is durable and the platform may

@@ -41,6 +41,19 @@ pub enum ProxyError {
     #[error("invalid model upstream: {reason}")]
     InvalidUpstream { reason: String },
 
+    /// A configured proxy limit lets nothing through (zero connections, a zero timeout).
+    /// Not retryable: the configuration needs fixing.
+    #[error("invalid proxy limit {field}: {reason}")]
+    InvalidLimit {
+        field: &'static str,
+        reason: &'static str,
+    },
+
+    /// The request took longer than the proxy's total time limit (the answer, or its whole
+    /// streamed body). Retryable, with a request that takes less time.
+    #[error("the request took longer than the proxy's limit of {} s", limit.as_secs())]
+    RequestTimeout { limit: std::time::Duration },
+
     /// The shared HTTP client could not be built (TLS backend set-up). Not retryable.
     #[error("cannot build the http client for the model upstream")]
     HttpClient(#[source] reqwest::Error),
@@ -110,12 +123,15 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamBody(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamTimeout { .. } | ProxyError::RequestTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             ProxyError::ReadBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::Bind { .. }
             | ProxyError::NotASocket { .. }
             | ProxyError::SocketPermissions { .. }
             | ProxyError::InvalidUpstream { .. }
+            | ProxyError::InvalidLimit { .. }
             | ProxyError::HttpClient(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -132,10 +148,12 @@ impl ProxyError {
                 "upstream_unreachable"
             }
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::RequestTimeout { .. } => "request_timeout",
             ProxyError::Bind { .. }
             | ProxyError::NotASocket { .. }
             | ProxyError::SocketPermissions { .. }
             | ProxyError::InvalidUpstream { .. }
+            | ProxyError::InvalidLimit { .. }
             | ProxyError::HttpClient(_) => "proxy_error",
         }
     }
@@ -158,6 +176,8 @@ impl ProxyError {
             | ProxyError::NotASocket { .. }
             | ProxyError::SocketPermissions { .. }
             | ProxyError::InvalidUpstream { .. }
+            | ProxyError::InvalidLimit { .. }
+            | ProxyError::RequestTimeout { .. }
             | ProxyError::HttpClient(_)
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::InvalidBody { .. }

@@ -9,11 +9,20 @@
 //! included, pass through as they arrive. Every forwarded request yields one [`UsageRecord`]
 //! on the channel given to [`Proxy::new`]. Anything else gets a JSON error ([`ProxyError`]).
 //!
-//! Files: `socket` (binding), `route` (the two endpoints), `upstream` (URL, headers, body
-//! rewrite), `request` (one request end to end), `body` (streaming response bodies), `usage`
-//! (token counting), `error`.
+//!
+//! A session cannot take more than its share of the host ([`ProxyLimits`]): at most
+//! `max_connections_per_session` connections are open per socket, and every connection holds a
+//! permit of the host's [`FdBudget`]; when either runs out the socket simply stops accepting
+//! (the kernel backlog holds the rest at no cost to the host). Request heads, idle kept-alive
+//! connections and whole requests are bounded in time (`connection`). Accept errors back off
+//! exponentially and their warnings are coalesced through a [`LogGate`].
+//!
+//! Files: `socket` (binding), `connection` (one connection and its clocks), `route` (the two
+//! endpoints), `upstream` (URL, headers, body rewrite), `request` (one request end to end),
+//! `body` (streaming response bodies), `usage` (token counting), `error`.
 
 mod body;
+mod connection;
 mod error;
 mod request;
 mod route;
@@ -29,14 +38,13 @@ pub use socket::bind_session_socket;
 pub use upstream::{ApiKey, DEFAULT_ANTHROPIC_VERSION, ModelUpstream};
 pub use usage::UsageRecord;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use crate::fd_budget::{AcceptBackoff, BudgetedListener, FdBudget};
+use crate::log_gate::LogGate;
 use protocol::{AgentGroupId, SessionId};
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UnixListener;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -58,8 +66,61 @@ const IDLE_READ_TIMEOUT: Duration = Duration::from_secs(600);
 /// before they are closed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// How long to pause after a failed `accept` (out of file descriptors) before trying again.
-const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// How long repeated identical proxy warnings (per session and kind) are coalesced.
+const LOG_WINDOW: Duration = Duration::from_secs(30);
+
+/// What one session may hold open on its proxy socket, and for how long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyLimits {
+    /// Connections open at once on one session's socket; past it the socket stops accepting
+    /// until one closes.
+    pub max_connections_per_session: usize,
+    /// How long a request head may take to arrive whole. hyper counts it from when it starts
+    /// waiting for a head, so it also bounds the wait for the next request on a kept-alive
+    /// connection.
+    pub header_timeout: Duration,
+    /// How long a kept-alive connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// One request end to end, its whole response body included: generous, so a long model
+    /// stream fits, yet finite, so a response that never ends is cut.
+    pub request_timeout: Duration,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        Self {
+            max_connections_per_session: 16,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl ProxyLimits {
+    /// Checks that every limit lets something through; the error names the field.
+    pub fn validate(&self) -> Result<(), ProxyError> {
+        let invalid = |field: &'static str| {
+            Err(ProxyError::InvalidLimit {
+                field,
+                reason: "must be greater than zero",
+            })
+        };
+        if self.max_connections_per_session == 0 {
+            return invalid("max_connections_per_session");
+        }
+        for (field, value) in [
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(field);
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Who is calling: the session a socket belongs to. Used for usage records and the tracing
 /// span `session{session_id, group}`.
@@ -78,11 +139,16 @@ pub struct Proxy {
     client: reqwest::Client,
     usage: UnboundedSender<UsageRecord>,
     max_request_body_bytes: usize,
+    limits: ProxyLimits,
+    fd_budget: Arc<FdBudget>,
+    /// Coalesces the warnings of every session this proxy serves (keys name the session).
+    log_gate: LogGate,
 }
 
 impl Proxy {
     /// A proxy forwarding to `upstream` (or answering 503 when it is `None`) and sending one
-    /// [`UsageRecord`] per forwarded request on `usage`.
+    /// [`UsageRecord`] per forwarded request on `usage`, with the default [`ProxyLimits`] and
+    /// no descriptor budget ([`FdBudget::unlimited`]).
     ///
     /// Fails when the upstream's base URL or API key is unusable
     /// ([`ProxyError::InvalidUpstream`]) or the HTTP client cannot be built.
@@ -90,6 +156,24 @@ impl Proxy {
         upstream: Option<ModelUpstream>,
         usage: UnboundedSender<UsageRecord>,
     ) -> Result<Arc<Self>, ProxyError> {
+        Self::new_with(
+            upstream,
+            usage,
+            ProxyLimits::default(),
+            FdBudget::unlimited(),
+        )
+    }
+
+    /// [`Proxy::new`] with these limits, taking connection permits from `fd_budget` (share
+    /// one budget between every proxy and the cli channel). Also fails when a limit is zero
+    /// ([`ProxyError::InvalidLimit`]).
+    pub fn new_with(
+        upstream: Option<ModelUpstream>,
+        usage: UnboundedSender<UsageRecord>,
+        limits: ProxyLimits,
+        fd_budget: Arc<FdBudget>,
+    ) -> Result<Arc<Self>, ProxyError> {
+        limits.validate()?;
         let upstream = upstream.map(PreparedUpstream::new).transpose()?;
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -103,7 +187,15 @@ impl Proxy {
             client,
             usage,
             max_request_body_bytes: MAX_REQUEST_BODY_BYTES,
+            limits,
+            fd_budget,
+            log_gate: LogGate::new(LOG_WINDOW),
         }))
+    }
+
+    /// The limits every session socket is served with.
+    pub fn limits(&self) -> &ProxyLimits {
+        &self.limits
     }
 
     /// The configured upstream, if any.
@@ -117,6 +209,9 @@ impl Proxy {
     /// flight (streams included) for up to 10 s, then closes what is left; the future ends
     /// once every connection task has ended. A broken-off response still yields its usage
     /// record. The socket file is left in place; [`bind_session_socket`] replaces it.
+    ///
+    /// At most `max_connections_per_session` connections are open at once, each with a permit
+    /// of the proxy's [`FdBudget`]; while either is used up, the socket is not accepted from.
     pub async fn serve(
         self: Arc<Self>,
         listener: UnixListener,
@@ -133,35 +228,65 @@ impl Proxy {
             .await;
     }
 
+    /// Serves one connection over any byte stream, as if it had been accepted on `session`'s
+    /// socket, with the same limits (except the per-session count and the budget, which
+    /// belong to a listener). For fuzzing and tests: no socket file is needed. Ends when the
+    /// connection does.
+    pub async fn serve_io<IO>(self: Arc<Self>, io: IO, session: SessionLabel)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let never = CancellationToken::new();
+        connection::serve_connection(self, Arc::new(session), io, never.clone(), never).await;
+    }
+
     async fn accept_connections(
         self: Arc<Self>,
         listener: UnixListener,
         session: Arc<SessionLabel>,
         shutdown: CancellationToken,
     ) {
+        let listener = BudgetedListener::new(
+            listener,
+            Arc::clone(&self.fd_budget),
+            self.limits.max_connections_per_session,
+        );
         let connections = TaskTracker::new();
         let force_close = CancellationToken::new();
+        let mut backoff = AcceptBackoff::new();
+        let gate_key = format!("proxy.accept {}", session.session_id);
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, _address)) => {
-                    let connection = serve_connection(
+                Ok((stream, permit)) => {
+                    backoff.succeeded();
+                    let connection = connection::serve_connection(
                         Arc::clone(&self),
                         Arc::clone(&session),
                         stream,
                         shutdown.clone(),
                         force_close.clone(),
                     );
-                    connections.spawn(connection.in_current_span());
+                    connections.spawn(
+                        async move {
+                            connection.await;
+                            // Freed only once the connection (and so its descriptor) is gone.
+                            drop(permit);
+                        }
+                        .in_current_span(),
+                    );
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot accept a proxy connection");
+                    let pause = backoff.failed();
+                    if self.log_gate.should_log(&gate_key) {
+                        tracing::warn!(%error, pause_ms = pause.as_millis(), "cannot accept a proxy connection");
+                    }
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(ACCEPT_RETRY_DELAY) => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
             }
@@ -180,37 +305,5 @@ impl Proxy {
             connections.wait().await;
         }
         tracing::debug!("proxy stopped");
-    }
-}
-
-/// Serves one connection from the container; on shutdown, finishes the response in flight
-/// unless `force_close` comes first.
-async fn serve_connection(
-    proxy: Arc<Proxy>,
-    session: Arc<SessionLabel>,
-    stream: UnixStream,
-    shutdown: CancellationToken,
-    force_close: CancellationToken,
-) {
-    let service = service_fn(move |request| {
-        let proxy = Arc::clone(&proxy);
-        let session = Arc::clone(&session);
-        async move { Ok::<_, Infallible>(request::handle(&proxy, &session, request).await) }
-    });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = connection.as_mut() => result,
-                // Dropping the connection drops its response body, which reports its usage.
-                () = force_close.cancelled() => return,
-            }
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "proxy connection ended with an error");
     }
 }

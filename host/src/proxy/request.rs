@@ -30,14 +30,28 @@ pub(crate) async fn handle(
     match forward(proxy, session, request).await {
         Ok(response) => response,
         Err(error) => {
-            let status = error.status().as_u16();
-            if error.status().is_server_error() {
-                tracing::warn!(status, error = %error.message(), "model request failed");
-            } else {
-                tracing::info!(status, error = %error.message(), "model request refused");
-            }
+            log_failure(proxy, session, &error);
             error_response(&error)
         }
+    }
+}
+
+/// Logs a failed or refused request, coalescing repeats of the same kind per session: a
+/// container can send thousands of bad requests a second, and the log must not grow with them.
+pub(crate) fn log_failure(proxy: &Proxy, session: &SessionLabel, error: &ProxyError) {
+    let status = error.status().as_u16();
+    let key = format!(
+        "proxy.request {} {} {status}",
+        session.session_id,
+        error.error_type()
+    );
+    if !proxy.log_gate.should_log(&key) {
+        return;
+    }
+    if error.status().is_server_error() {
+        tracing::warn!(status, error = %error.message(), "model request failed");
+    } else {
+        tracing::info!(status, error = %error.message(), "model request refused");
     }
 }
 

@@ -10,6 +10,9 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Body, Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use protocol::ProviderKind;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -844,4 +847,313 @@ async fn a_request_given_up_before_the_answer_is_still_recorded() {
     drop(sender);
     let usage = proxy.next_usage().await;
     assert_eq!((usage.status, usage.completed), (0, false));
+}
+
+// The limits: per-session connections, the descriptor budget, and the three clocks.
+
+/// One proxy serving several session sockets, as the host does.
+struct Sockets {
+    paths: Vec<PathBuf>,
+    _shutdown: tokio_util::sync::DropGuard,
+    _folder: tempfile::TempDir,
+}
+
+fn session(n: usize) -> SessionLabel {
+    SessionLabel {
+        session_id: SessionId::new(format!("s-{n}")),
+        agent_group_id: AgentGroupId::new("main"),
+    }
+}
+
+fn serve_sockets(proxy: &Arc<Proxy>, n_sessions: usize) -> Sockets {
+    let folder = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let paths = (0..n_sessions)
+        .map(|n| {
+            let path = folder.path().join(format!("proxy-{n}.sock"));
+            let listener = bind_session_socket(&path, None).unwrap();
+            tokio::spawn(Arc::clone(proxy).serve(listener, session(n), shutdown.clone()));
+            path
+        })
+        .collect();
+    Sockets {
+        paths,
+        _shutdown: shutdown.drop_guard(),
+        _folder: folder,
+    }
+}
+
+fn limited_proxy(limits: ProxyLimits, budget: Arc<FdBudget>) -> Arc<Proxy> {
+    let (usage, _) = mpsc::unbounded_channel();
+    Proxy::new_with(None, usage, limits, budget).unwrap()
+}
+
+/// A kept-alive client connection; aborting `connection` closes it.
+struct OpenConnection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    connection: tokio::task::JoinHandle<hyper::Result<()>>,
+}
+
+async fn open(socket: &Path) -> OpenConnection {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    OpenConnection {
+        sender,
+        connection: tokio::spawn(connection),
+    }
+}
+
+/// Sends one request (no model is configured: the answer is 503) and reads the answer.
+async fn answered(connection: &mut OpenConnection) -> StatusCode {
+    let response = tokio::time::timeout(
+        DEADLINE,
+        connection
+            .sender
+            .send_request(post("/v1/messages", &[], "{}")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let status = response.status();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+/// How long a connection that must NOT be served is given to (wrongly) be served.
+const NOT_SERVED_WINDOW: Duration = Duration::from_millis(300);
+
+/// Sends a request and checks it is not answered while the cap holds; returns the pending
+/// answer, to be awaited once the cap is lifted.
+async fn not_served_yet(
+    mut connection: OpenConnection,
+) -> tokio::task::JoinHandle<(StatusCode, OpenConnection)> {
+    let mut pending = tokio::spawn(async move {
+        let status = answered(&mut connection).await;
+        (status, connection)
+    });
+    let early = tokio::time::timeout(NOT_SERVED_WINDOW, &mut pending).await;
+    assert!(early.is_err(), "served past the cap");
+    pending
+}
+
+#[tokio::test]
+async fn a_session_past_its_connection_cap_waits_and_others_are_served() {
+    let limits = ProxyLimits {
+        max_connections_per_session: 2,
+        ..ProxyLimits::default()
+    };
+    let proxy = limited_proxy(limits, FdBudget::unlimited());
+    let sockets = serve_sockets(&proxy, 2);
+    let mut first = open(&sockets.paths[0]).await;
+    let mut second = open(&sockets.paths[0]).await;
+    assert_eq!(answered(&mut first).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answered(&mut second).await, StatusCode::SERVICE_UNAVAILABLE);
+
+    // The third waits in the backlog while two are open...
+    let third = not_served_yet(open(&sockets.paths[0]).await).await;
+    // ...while another session's socket is served as usual.
+    let mut other = open(&sockets.paths[1]).await;
+    assert_eq!(answered(&mut other).await, StatusCode::SERVICE_UNAVAILABLE);
+
+    // One closes: the third is served.
+    first.connection.abort();
+    drop(first);
+    let (status, _third) = tokio::time::timeout(DEADLINE, third)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn an_exhausted_budget_pauses_accepting_on_every_socket() {
+    let budget = FdBudget::new(1, 0);
+    let proxy = limited_proxy(ProxyLimits::default(), Arc::clone(&budget));
+    let sockets = serve_sockets(&proxy, 2);
+    let mut first = open(&sockets.paths[0]).await;
+    assert_eq!(answered(&mut first).await, StatusCode::SERVICE_UNAVAILABLE);
+    // The one permit is held: the other session's connection is not accepted.
+    let waiting = not_served_yet(open(&sockets.paths[1]).await).await;
+    first.connection.abort();
+    drop(first);
+    let (status, _waiting) = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Reads from `stream` until the proxy closes it; returns what it sent.
+async fn read_until_closed(stream: &mut tokio::net::UnixStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the connection was not closed in time");
+    received
+}
+
+#[tokio::test]
+async fn a_partial_header_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let limits = ProxyLimits {
+        header_timeout: Duration::from_millis(200),
+        ..ProxyLimits::default()
+    };
+    let proxy = limited_proxy(limits, FdBudget::unlimited());
+    let sockets = serve_sockets(&proxy, 1);
+    let mut stream = tokio::net::UnixStream::connect(&sockets.paths[0])
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /v1/messages HTTP/1.1\r\nHost: proxy\r\n")
+        .await
+        .unwrap();
+    let received = read_until_closed(&mut stream).await;
+    // Whatever hyper says on the way out (maybe a 408), it is never a served request.
+    let text = String::from_utf8_lossy(&received);
+    assert!(!text.contains("503"), "{text}");
+    // And a connection that sends nothing at all is closed the same way.
+    let mut silent = tokio::net::UnixStream::connect(&sockets.paths[0])
+        .await
+        .unwrap();
+    read_until_closed(&mut silent).await;
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed() {
+    let limits = ProxyLimits {
+        header_timeout: Duration::from_secs(600),
+        idle_timeout: Duration::from_millis(200),
+        ..ProxyLimits::default()
+    };
+    let proxy = limited_proxy(limits, FdBudget::unlimited());
+    let sockets = serve_sockets(&proxy, 1);
+    let mut connection = open(&sockets.paths[0]).await;
+    assert_eq!(
+        answered(&mut connection).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // The server ends the kept-alive connection: the client's connection task finishes.
+    tokio::time::timeout(DEADLINE, connection.connection)
+        .await
+        .expect("the idle connection was not closed")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_request_past_the_total_time_limit_is_answered_504() {
+    let upstream = fake_upstream(vec![Reply::Silence]).await;
+    let config = upstream_config(ProviderKind::OpenAi, format!("{}/v1", upstream.root), None);
+    let (usage, _usage) = mpsc::unbounded_channel();
+    let limits = ProxyLimits {
+        request_timeout: Duration::from_millis(300),
+        ..ProxyLimits::default()
+    };
+    let proxy = Proxy::new_with(Some(config), usage, limits, FdBudget::unlimited()).unwrap();
+    let sockets = serve_sockets(&proxy, 1);
+    let (status, _, body) =
+        call_json(&sockets.paths[0], post("/v1/chat/completions", &[], "{}")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(body["error"]["type"], "request_timeout");
+}
+
+#[tokio::test]
+async fn a_stream_past_the_total_time_limit_is_cut() {
+    let (reply, chunks) = stream_reply();
+    let upstream = fake_upstream(vec![reply]).await;
+    let config = upstream_config(ProviderKind::OpenAi, format!("{}/v1", upstream.root), None);
+    let (usage_sender, mut usage) = mpsc::unbounded_channel();
+    let limits = ProxyLimits {
+        request_timeout: Duration::from_millis(500),
+        ..ProxyLimits::default()
+    };
+    let proxy = Proxy::new_with(Some(config), usage_sender, limits, FdBudget::unlimited()).unwrap();
+    let sockets = serve_sockets(&proxy, 1);
+    let mut response = call(
+        &sockets.paths[0],
+        post(
+            "/v1/chat/completions",
+            &[],
+            json!({"stream": true}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
+    chunks
+        .send(Ok(Bytes::from_static(first.as_bytes())))
+        .unwrap();
+    expect_data(response.body_mut(), first).await;
+    // The upstream goes on "streaming" forever (the channel stays open); the proxy cuts it.
+    let rest = tokio::time::timeout(DEADLINE, response.into_body().collect())
+        .await
+        .expect("the endless stream was not cut");
+    assert!(rest.is_err(), "the cut stream must not look complete");
+    let record = tokio::time::timeout(DEADLINE, usage.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!record.completed);
+    drop(chunks);
+}
+
+#[tokio::test]
+async fn serve_io_serves_one_connection_over_any_stream() {
+    let proxy = limited_proxy(ProxyLimits::default(), FdBudget::unlimited());
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let served = tokio::spawn(Arc::clone(&proxy).serve_io(server, label()));
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(client))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let response = sender
+        .send_request(post("/v1/messages", &[], "{}"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    response.into_body().collect().await.unwrap();
+    drop(sender);
+    tokio::time::timeout(DEADLINE, connection)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(DEADLINE, served)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn zero_limits_are_refused_naming_the_field() {
+    for (limits, field) in [
+        (
+            ProxyLimits {
+                max_connections_per_session: 0,
+                ..ProxyLimits::default()
+            },
+            "max_connections_per_session",
+        ),
+        (
+            ProxyLimits {
+                header_timeout: Duration::ZERO,
+                ..ProxyLimits::default()
+            },
+            "header_timeout",
+        ),
+        (
+            ProxyLimits {
+                request_timeout: Duration::ZERO,
+                ..ProxyLimits::default()
+            },
+            "request_timeout",
+        ),
+    ] {
+        let (usage, _) = mpsc::unbounded_channel();
+        let error = Proxy::new_with(None, usage, limits, FdBudget::unlimited()).unwrap_err();
+        assert!(error.to_string().contains(field), "{error}");
+    }
 }
