@@ -1,6 +1,7 @@
 //! `crabpot sessions ...`: list, show (with its container state and usage), stop (its
 //! container; the next message starts a fresh one), reset (forget the conversation: the
-//! container, the session's folder and its row go; the next message starts a new session).
+//! container, the session's folder and its row go, and with the row a failure; the next
+//! message starts a new session).
 
 use super::api::{Id, ListFilter};
 use super::{Admin, AdminError, Reply, parse, unknown_verb};
@@ -62,6 +63,12 @@ pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -
                 .close(&session.id)
                 .await
                 .map_err(|e| AdminError::Internal(e.to_string()))?;
+            // Its quota disk is mounted over out/ and work/: unmount before removing.
+            admin
+                .supervisor
+                .release_disk(&session)
+                .await
+                .map_err(AdminError::Internal)?;
             let root = admin.sessions.paths(&session).root().to_owned();
             match tokio::fs::remove_dir_all(&root).await {
                 Ok(()) => {}
@@ -77,6 +84,8 @@ pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -
             admin
                 .db(move |tx| sessions::delete_session(tx, &id))
                 .await?;
+            // The failure went with the row; the next message starts a fresh session.
+            admin.supervisor.clear_failure(&session.id);
             Ok(json!({ "reset": session.id }))
         }
         _ => Err(unknown_verb("sessions", verb)),

@@ -51,6 +51,7 @@ pub const SESSIONS: &[(&str, &str)] = &[
     ("STATUS", "session.status"),
     ("CONTAINER", "container"),
     ("ASKED BY", "session.source_session_id"),
+    ("FAILED", "session.failed_reason"),
 ];
 pub const APPROVALS: &[(&str, &str)] = &[
     ("ID", "id"),

@@ -152,7 +152,7 @@ impl Delivery {
             Ok(Err(reason)) => return RowOutcome::refused(reason),
             Err(e) => {
                 tracing::warn!(error = %e, "resolving the agent-to-agent target failed");
-                return RowOutcome::Deferred;
+                return RowOutcome::busy();
             }
         };
         let admitted = self
@@ -180,7 +180,7 @@ impl Delivery {
             Ok(already) => already,
             Err(e) => {
                 tracing::warn!(error = %e, "opening the target session failed");
-                return RowOutcome::Deferred;
+                return RowOutcome::busy();
             }
         };
         if !already {
@@ -198,7 +198,7 @@ impl Delivery {
                 Ok(Err(reason)) => return RowOutcome::refused(reason),
                 Err(e) => {
                     tracing::error!(error = %e, "copying files failed");
-                    return RowOutcome::Deferred;
+                    return RowOutcome::busy();
                 }
             }
             let content = InboundContent {
@@ -224,7 +224,7 @@ impl Delivery {
                 .await;
             if let Err(e) = written {
                 tracing::warn!(error = %e, "writing into the target session failed");
-                return RowOutcome::Deferred;
+                return RowOutcome::busy();
             }
         }
         tracing::info!(from = %session.id, to = %landing.target.id, group = %landing.target.agent_group, "agent-to-agent message");

@@ -50,7 +50,7 @@ impl Delivery {
                 self.mark_delivered(session, row).await;
                 RowOutcome::Delivered
             }
-            Err(TaskError::Db(e)) if e.is_retryable() => RowOutcome::Deferred,
+            Err(TaskError::Db(e)) if e.is_retryable() => RowOutcome::busy(),
             Err(e) => RowOutcome::refused(format!("{name} {task_id} was refused: {e}")),
         }
     }
@@ -81,7 +81,7 @@ impl Delivery {
             Ok(RequestOutcome::Refused(reason)) => {
                 RowOutcome::refused(format!("create_agent {name:?} was refused: {reason}"))
             }
-            Err(e) if e.is_retryable() => RowOutcome::Deferred,
+            Err(e) if e.is_retryable() => RowOutcome::busy(),
             Err(e) => RowOutcome::refused(format!("create_agent {name:?} failed: {e}")),
         }
     }

@@ -1,25 +1,49 @@
-//! Delivering a row to a chat through its channel adapter: long text split to the
-//! platform's limit, files copied out of the outbox into `data/files/` for the adapter,
-//! questions recorded so their answers find the session, edits, reactions and progress
-//! updates pointed at the platform message they change, `sending` recorded before the
-//! platform call, retries with backoff, and after the last attempt `failed`, recorded, and
-//! the agent told.
+//! Delivering rows to chats through their channel adapters, in runs: each row is prepared
+//! ([`Delivery::prepare_chat`]: adapter, content checks, files copied out of the outbox into
+//! `data/files/`, questions recorded so their answers find the session), then a run of them
+//! is sent ([`Delivery::send_run`]): `sending` recorded for the whole run in one transaction
+//! before the platform calls (durable before each call, with the outbound id as idempotency
+//! key), long text split to the platform's limit, edits, reactions and progress updates
+//! pointed at the platform message they change. The results go into the pass's
+//! [`Records`]: delivered; retried with backoff; waiting, without counting the attempt, when
+//! nobody was there to receive; or after the last attempt `failed`, recorded, and the agent
+//! told.
 
-use super::{Delivery, MAX_ATTEMPTS, RowOutcome};
-use crate::channels::{ChatAddress, OutgoingMessage};
-use crate::db::central::{self, DropRecord};
+use super::bookkeeping::{Final, Records};
+use super::{Delivery, MAX_ATTEMPTS, RowOutcome, Wait};
+use crate::channels::{Channel, ChannelError, ChatAddress, OutgoingMessage};
+use crate::db::central::DropRecord;
 use crate::session::SessionRef;
+use protocol::inbound::WaitReason;
 use protocol::rows::DeliveryStatus;
-use protocol::{OutboundContent, OutboundRow, Writer};
-use std::time::{Duration, Instant};
+use protocol::{MessageId, OutboundContent, OutboundRow, Seq, Writer};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A validated, authorised chat row, ready to send.
+pub struct ChatSend {
+    pub id: MessageId,
+    pub seq: Seq,
+    channel: Arc<dyn Channel>,
+    pub address: ChatAddress,
+    content: OutboundContent,
+    files: Vec<PathBuf>,
+    /// The seq whose platform message this row changes (edit, reaction, progress update).
+    target: Option<Seq>,
+    /// Platform calls so far.
+    attempts: i64,
+    /// Whether it named files (its outbox folder goes once it is handled).
+    pub names_files: bool,
+}
 
 impl Delivery {
-    /// Sends one validated, authorised row to a chat.
-    pub(super) async fn deliver_to_chat(
+    /// Prepares one validated, authorised row for its chat.
+    pub(super) async fn prepare_chat(
         &self,
         session: &SessionRef,
         row: &OutboundRow,
-        content: &OutboundContent,
+        content: OutboundContent,
         address: ChatAddress,
         attempts: i64,
     ) -> RowOutcome {
@@ -29,156 +53,229 @@ impl Delivery {
                 address.channel_type
             ));
         };
-        if let Err(reason) = super::operations::check(content) {
+        if let Err(reason) = super::operations::check(&content) {
             return RowOutcome::refused(reason);
         }
-        let files = match self.stage_files(session, row, content).await {
+        let files = match self.stage_files(session, row, &content).await {
             Ok(files) => files,
             Err(reason) => return RowOutcome::refused(reason),
         };
-        if let OutboundContent::Question { .. } = content
-            && let Err(e) = self.record_question(session, content, &address).await
+        if let OutboundContent::Question { .. } = &content
+            && let Err(e) = self.record_question(session, &content, &address).await
         {
             tracing::warn!(error = %e, "recording the question failed; will retry");
-            return RowOutcome::Deferred;
+            return RowOutcome::busy();
         }
-        let target = super::operations::target_of(content, channel.capabilities());
-        let (id, seq) = (row.id.clone(), row.seq);
-        let target_platform_message_id = self
+        let target = super::operations::target_of(&content, channel.capabilities());
+        let names_files = matches!(&content, OutboundContent::Message(m) if !m.files.is_empty());
+        RowOutcome::Send(Box::new(ChatSend {
+            id: row.id.clone(),
+            seq: row.seq,
+            channel,
+            address,
+            content,
+            files,
+            target,
+            attempts,
+            names_files,
+        }))
+    }
+
+    /// Sends a run of prepared rows in order. `platform_ids` holds what this pass delivered
+    /// so far (an edit may target a row sent a moment ago). `false` when `sending` could not
+    /// be recorded: then nothing was sent and every row waits for a retry.
+    pub(super) async fn send_run(
+        &self,
+        session: &SessionRef,
+        run: Vec<ChatSend>,
+        platform_ids: &mut HashMap<Seq, String>,
+        records: &mut Records,
+    ) -> bool {
+        if run.is_empty() {
+            return true;
+        }
+        let marks: Vec<(MessageId, Seq, Option<Seq>)> = run
+            .iter()
+            .map(|send| (send.id.clone(), send.seq, send.target))
+            .collect();
+        let targets = self
             .sessions
             .with_inbound(session, move |tx, _| {
-                protocol::inbound::record_delivery(
-                    tx,
-                    &id,
-                    seq,
-                    DeliveryStatus::Sending,
-                    None,
-                    None,
-                )?;
-                Ok(match target {
-                    Some(target) if Writer::Host.owns(target) => {
-                        protocol::inbound::inbound_platform_message_id(tx, target)?
+                let mut targets = HashMap::new();
+                for (id, seq, target) in marks {
+                    protocol::inbound::record_delivery(
+                        tx,
+                        &id,
+                        seq,
+                        DeliveryStatus::Sending,
+                        None,
+                        None,
+                    )?;
+                    let platform_id = match target {
+                        Some(target) if Writer::Host.owns(target) => {
+                            protocol::inbound::inbound_platform_message_id(tx, target)?
+                        }
+                        Some(target) => protocol::inbound::platform_message_id_of(tx, target)?,
+                        None => None,
+                    };
+                    if let (Some(target), Some(platform_id)) = (target, platform_id) {
+                        targets.insert(target, platform_id);
                     }
-                    Some(target) => protocol::inbound::platform_message_id_of(tx, target)?,
-                    None => None,
-                })
+                }
+                Ok(targets)
             })
             .await;
-        let target_platform_message_id = match target_platform_message_id {
-            Ok(value) => value,
+        let targets = match targets {
+            Ok(targets) => targets,
             Err(e) => {
-                tracing::warn!(error = %e, "recording sending failed");
-                return RowOutcome::Deferred;
+                tracing::warn!(session_id = %session.id, error = %e, "recording sending failed; will retry");
+                for send in run {
+                    records.wait(Wait::busy().of(&send.id, send.seq));
+                }
+                return false;
             }
         };
-        let pieces = match content {
-            OutboundContent::Message(m) => {
-                crate::channels::split_text(&m.text, channel.capabilities().max_text_chars)
+        let mut delivered_any = false;
+        for send in run {
+            let target_platform_message_id = send
+                .target
+                .and_then(|target| platform_ids.get(&target).or_else(|| targets.get(&target)))
+                .cloned();
+            let result = deliver(&send, target_platform_message_id).await;
+            if let Ok(platform_id) = &result {
+                platform_ids.insert(send.seq, platform_id.clone());
+                delivered_any = true;
             }
-            _ => vec![String::new()],
-        };
-        let mut result = Ok(String::new());
-        for (index, piece) in pieces.iter().enumerate() {
-            let piece_content = match content {
-                OutboundContent::Message(m) => OutboundContent::Message(protocol::MessageContent {
-                    text: piece.clone(),
-                    files: if index == 0 {
-                        m.files.clone()
-                    } else {
-                        Vec::new()
-                    },
-                }),
-                other => other.clone(),
-            };
-            let message = OutgoingMessage {
-                id: row.id.clone(),
-                seq: row.seq,
-                content: piece_content,
-                files: if index == 0 {
-                    files.clone()
-                } else {
-                    Vec::new()
-                },
-                target_platform_message_id: target_platform_message_id.clone(),
-            };
-            result = channel.deliver(&address, &message).await;
-            if result.is_err() {
-                break;
+            self.record_result(session, &send, result, records);
+            if send.names_files {
+                self.clean_outbox(session, send.id.as_str()).await;
             }
         }
-        let attempts = attempts + 1;
-        let (id, seq) = (row.id.clone(), row.seq);
+        if delivered_any {
+            self.supervisor.touch(&session.id);
+        }
+        true
+    }
+
+    fn record_result(
+        &self,
+        session: &SessionRef,
+        send: &ChatSend,
+        result: Result<String, ChannelError>,
+        records: &mut Records,
+    ) {
+        let attempts = send.attempts + 1;
+        let (id, seq) = (send.id.clone(), send.seq);
         match result {
-            Ok(platform_id) => {
-                let _ = self
-                    .sessions
-                    .with_inbound(session, move |tx, _| {
-                        Ok(protocol::inbound::record_delivery(
-                            tx,
-                            &id,
-                            seq,
-                            DeliveryStatus::Delivered,
-                            Some(&platform_id),
-                            None,
-                        )?)
-                    })
-                    .await;
-                self.supervisor.touch(&session.id);
-                RowOutcome::Delivered
+            Ok(platform_id) => records.finish(Final {
+                id,
+                seq,
+                status: DeliveryStatus::Delivered,
+                platform_message_id: Some(platform_id),
+                error: None,
+            }),
+            Err(ChannelError::NoRecipient(why)) => {
+                // Nobody heard it: not an attempt. It goes when a recipient arrives.
+                tracing::debug!(session_id = %session.id, %seq, %why, "no recipient; the row waits");
+                records.undo_attempts.push(id.clone());
+                records.chats.insert(
+                    id.clone(),
+                    (
+                        send.address.channel_type.clone(),
+                        send.address.platform_id.clone(),
+                    ),
+                );
+                records.wait(
+                    Wait {
+                        reason: WaitReason::NoRecipient,
+                        until: None,
+                    }
+                    .of(&id, seq),
+                );
             }
             Err(e) if e.is_retryable() && attempts < MAX_ATTEMPTS => {
-                let backoff = Duration::from_millis(500 * (1 << attempts.min(6)));
-                tracing::warn!(session_id = %session.id, %seq, error = %e, ?backoff, "delivery failed; will retry");
-                let mut cursors = self
-                    .cursors
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                cursors
-                    .entry(session.id.clone())
-                    .or_default()
-                    .retry_at
-                    .insert(row.id.clone(), Instant::now() + backoff);
-                RowOutcome::Deferred
+                let backoff_ms = 500 * (1_i64 << attempts.min(6));
+                if self
+                    .log_gate
+                    .should_log(&format!("delivery.retry {}", session.id))
+                {
+                    tracing::warn!(session_id = %session.id, %seq, error = %e, backoff_ms, "delivery failed; will retry");
+                }
+                records.wait(
+                    Wait {
+                        reason: WaitReason::Retry,
+                        until: Some(protocol::time::now_ms() + backoff_ms),
+                    }
+                    .of(&id, seq),
+                );
             }
             Err(e) => {
                 let error = e.to_string();
                 tracing::warn!(session_id = %session.id, %seq, %error, "delivery failed for good");
-                let text = format!(
+                records.drops.push(DropRecord {
+                    outbound: true,
+                    reason: format!("delivery failed: {error}"),
+                    channel_type: Some(send.address.channel_type.clone()),
+                    platform_id: Some(send.address.platform_id.clone()),
+                    session_id: Some(session.id.clone()),
+                    agent_group_id: Some(session.agent_group.clone()),
+                    message_id: Some(id.to_string()),
+                    ..Default::default()
+                });
+                records.tells.push(format!(
                     "delivery of your message seq {seq} failed after {attempts} attempt(s): {error}"
-                );
-                let _ = self
-                    .central
-                    .call({
-                        let drop = DropRecord {
-                            outbound: true,
-                            reason: format!("delivery failed: {error}"),
-                            channel_type: Some(address.channel_type.clone()),
-                            platform_id: Some(address.platform_id.clone()),
-                            session_id: Some(session.id.clone()),
-                            agent_group_id: Some(session.agent_group.clone()),
-                            message_id: Some(row.id.to_string()),
-                            ..Default::default()
-                        };
-                        move |conn| central::record_drop(conn, &drop)
-                    })
-                    .await;
-                let _ = self
-                    .sessions
-                    .with_inbound(session, move |tx, _| {
-                        protocol::inbound::record_delivery(
-                            tx,
-                            &id,
-                            seq,
-                            DeliveryStatus::Failed,
-                            None,
-                            Some(&error),
-                        )?;
-                        Ok(())
-                    })
-                    .await;
-                self.tell_agent(session, text).await;
-                RowOutcome::Delivered
+                ));
+                records.finish(Final {
+                    id,
+                    seq,
+                    status: DeliveryStatus::Failed,
+                    platform_message_id: None,
+                    error: Some(error),
+                });
             }
         }
     }
+}
+
+/// The platform calls of one row (long text in pieces); the first failure stops it.
+async fn deliver(
+    send: &ChatSend,
+    target_platform_message_id: Option<String>,
+) -> Result<String, ChannelError> {
+    let pieces = match &send.content {
+        OutboundContent::Message(m) => {
+            crate::channels::split_text(&m.text, send.channel.capabilities().max_text_chars)
+        }
+        _ => vec![String::new()],
+    };
+    let mut result = Ok(String::new());
+    for (index, piece) in pieces.iter().enumerate() {
+        let piece_content = match &send.content {
+            OutboundContent::Message(m) => OutboundContent::Message(protocol::MessageContent {
+                text: piece.clone(),
+                files: if index == 0 {
+                    m.files.clone()
+                } else {
+                    Vec::new()
+                },
+            }),
+            other => other.clone(),
+        };
+        let message = OutgoingMessage {
+            id: send.id.clone(),
+            seq: send.seq,
+            content: piece_content,
+            files: if index == 0 {
+                send.files.clone()
+            } else {
+                Vec::new()
+            },
+            target_platform_message_id: target_platform_message_id.clone(),
+        };
+        result = send.channel.deliver(&send.address, &message).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    result
 }

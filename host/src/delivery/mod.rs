@@ -1,15 +1,29 @@
-//! Delivery (DESIGN §4): reads each running session's `outbound.db` read-only, as hostile
-//! input, and hands valid replies to the channels.
+//! Delivery (DESIGN §4): reads each session's `outbound.db` read-only, as hostile input, and
+//! hands valid replies to the channels.
 //!
-//! A pass over a session reads the rows after its cursor and the acks in one read
-//! transaction. Every row is checked — odd seq, strictly increasing, known kind, well-formed
-//! content within size caps — and a bad row is refused with a logged reason, recorded as
-//! `dropped` in `delivered` and in `dropped_messages`, and never stops the loop. The
-//! destination is re-validated against the central DB (the origin chat, or one of the agent
-//! group's `agent_destinations`), never taken from what the container wrote. `sending` is
-//! recorded before the platform call; failures are retried with backoff, and after the last
-//! attempt the row is `failed` and the agent is told with a `system` row. Finished acks are
-//! copied into `messages_in`, and the channel hears that the turn is complete.
+//! Every session being delivered has its own task ([`worker`]), fed by a coalesced "dirty"
+//! signal, so a session whose read blocks, spins or floods delays only itself. [`Delivery::run`]
+//! is the dispatcher ([`dispatch`]): `out/` file events, the periodic tick, terminals that
+//! connect (`arrivals`) are routed to the right session's task; notices and the host's own
+//! messages go to a task of their own. A read runs on a blocking thread under a timeout
+//! ([`reader`]); a hostile or broken file fails its session once (`supervisor::quarantine`).
+//! A session whose events bring nothing new backs off, and an unchanged file costs the tick
+//! one `lstat`.
+//!
+//! A pass reads the rows above the session's high-water mark (and, when waiting rows are
+//! due, those above its cursor) and the acks. Every row is checked — odd seq, strictly
+//! increasing, above the last handled seq unless it is known to wait, within the caps of
+//! [`OutboundLimits`], known kind, well-formed content within size caps — and a bad row is
+//! refused with a logged reason, recorded as `dropped` in `delivered` and in
+//! `dropped_messages`, and never stops the loop. The destination is re-validated against the
+//! central DB (the origin chat, or one of the agent group's `agent_destinations`), never
+//! taken from what the container wrote. Chat rows are sent in runs: `sending` recorded for
+//! the run in one transaction before the platform calls, the results, the rows that wait and
+//! the persisted cursor in one transaction after ([`bookkeeping`]). Failures are retried with
+//! backoff, and after the last attempt the row is `failed` and the agent is told with a
+//! `system` row. A row nobody could receive (no terminal connected) waits, without counting
+//! an attempt, until a recipient of its chat arrives. Finished acks are copied into
+//! `messages_in`, and the channel hears that the turn is complete.
 //!
 //! Where a row goes is decided in `route`; rows to another agent are written into its
 //! session by [`a2a`], within its loop caps; the agent's `system` rows (tasks, new agents)
@@ -17,68 +31,62 @@
 //! prepared in `operations` (files through [`outbox`], whose folder is removed once a row is
 //! handled); host notices and turn completion are in `notices`, where a finished run of a
 //! recurring task also gets its next run.
-//!
-//! Passes run one at a time in [`Delivery::run`], woken by `out/` file events, by notices,
-//! by host messages, and by a periodic tick over running sessions.
 
 pub mod a2a;
 mod actions;
+mod bookkeeping;
 mod chat;
+mod dispatch;
+pub mod limits;
 mod notices;
 mod operations;
 pub mod outbox;
+mod pass;
+mod reader;
 mod route;
+#[cfg(test)]
+mod tests;
+mod worker;
 
-use crate::channels::{Channels, HostMessage};
-use crate::db::central::{self, DropRecord};
-use crate::db::{DbError, DbThread};
+use crate::channels::Channels;
+use crate::db::DbThread;
 use crate::router::Router;
 use crate::session::{SessionRef, SessionStore};
-use crate::supervisor::{Notice, Supervisor};
+use crate::supervisor::Supervisor;
 use crate::tasks::Tasks;
 use a2a::{A2aLimits, LoopGuard};
-use protocol::rows::DeliveryStatus;
-use protocol::{MessageId, OutboundContent, OutboundKind, OutboundRow, Seq, Writer};
+pub use limits::OutboundLimits;
+use protocol::inbound::{WaitReason, Waiting};
+use protocol::{OutboundContent, OutboundKind, OutboundRow, Seq, Writer};
 use route::Route;
 use rusqlite::Connection;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
-/// Most rows read in one pass.
-const BATCH: usize = 256;
 /// Platform calls per row before it is `failed`.
 const MAX_ATTEMPTS: i64 = 5;
-
-#[derive(Default)]
-struct Cursor {
-    /// Every row with seq <= this is handled for good.
-    after: Option<Seq>,
-    /// Rows waiting for a retry, and when.
-    retry_at: HashMap<MessageId, Instant>,
-}
-
-/// What a pass read from `outbound.db`.
-struct Snapshot {
-    rows: Vec<Result<OutboundRow, protocol::outbound::BadRow>>,
-    acks: Vec<protocol::Ack>,
-}
+/// How long repeated warnings of one kind and session are coalesced.
+const LOG_WINDOW: Duration = Duration::from_secs(60);
+/// How long a row waits after a passing failure of the host's own (a busy database).
+const BUSY_RETRY_MS: i64 = 1_000;
 
 pub struct Delivery {
     sessions: Arc<SessionStore>,
     central: Arc<DbThread<Connection>>,
     supervisor: Arc<Supervisor>,
     channels: Channels,
-    cursors: Mutex<HashMap<protocol::SessionId, Cursor>>,
     interval: Duration,
     loop_guard: Mutex<LoopGuard>,
     router: Arc<Router>,
     tasks: Arc<Tasks>,
     /// `data/files/`: copies of the files agents send, for channel adapters to read.
     files_dir: PathBuf,
+    limits: OutboundLimits,
+    /// Coalesces repeated warnings per session (a flood of refused rows is one line).
+    log_gate: crate::log_gate::LogGate,
+    #[cfg(test)]
+    read_gate: Mutex<Option<reader::ReadGate>>,
 }
 
 /// What delivery needs.
@@ -87,7 +95,7 @@ pub struct DeliveryParts {
     pub central: Arc<DbThread<Connection>>,
     pub supervisor: Arc<Supervisor>,
     pub channels: Channels,
-    /// How often running sessions are swept even without file events.
+    /// How often sessions are looked at even without file events.
     pub interval: Duration,
     pub a2a_limits: A2aLimits,
     /// For `create_agent` (policy and approvals) and the host's notes to agents.
@@ -96,13 +104,45 @@ pub struct DeliveryParts {
     pub tasks: Arc<Tasks>,
     /// Where files sent to chats are copied (`data/files/`).
     pub files_dir: PathBuf,
+    /// Rows per turn and per minute, and the read timeout.
+    pub outbound_limits: OutboundLimits,
 }
 
-/// What became of one row: delivered (or failed for good, which is final too), deferred to a
-/// later pass, or refused (bad or unauthorised; `tell` = say so to the agent).
+/// Why a row is not handled yet, and until when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub reason: WaitReason,
+    /// Unix ms; `None` = until a recipient arrives.
+    pub until: Option<i64>,
+}
+
+impl Wait {
+    /// A passing failure of the host's own: try again shortly.
+    fn busy() -> Self {
+        Wait {
+            reason: WaitReason::Retry,
+            until: Some(protocol::time::now_ms() + BUSY_RETRY_MS),
+        }
+    }
+
+    fn of(self, row_id: &protocol::MessageId, seq: Seq) -> Waiting {
+        Waiting {
+            message_out_id: row_id.clone(),
+            seq,
+            reason: self.reason,
+            until: self.until,
+        }
+    }
+}
+
+/// What became of one row: handled for good by its handler (delivered to an agent, carried
+/// out, or failed for good, which is final too), a chat message ready to send (the pass
+/// sends runs of them), deferred to a later pass, or refused (bad or unauthorised; `tell` =
+/// say so to the agent).
 enum RowOutcome {
     Delivered,
-    Deferred,
+    Send(Box<chat::ChatSend>),
+    Deferred(Wait),
     Refused { reason: String, tell: bool },
 }
 
@@ -113,6 +153,10 @@ impl RowOutcome {
             tell: true,
         }
     }
+
+    fn busy() -> Self {
+        RowOutcome::Deferred(Wait::busy())
+    }
 }
 
 impl Delivery {
@@ -122,194 +166,35 @@ impl Delivery {
             central: parts.central,
             supervisor: parts.supervisor,
             channels: parts.channels,
-            cursors: Default::default(),
             interval: parts.interval,
             loop_guard: Mutex::new(LoopGuard::new(parts.a2a_limits)),
             router: parts.router,
             tasks: parts.tasks,
             files_dir: parts.files_dir,
+            limits: parts.outbound_limits,
+            log_gate: crate::log_gate::LogGate::new(LOG_WINDOW),
+            #[cfg(test)]
+            read_gate: Mutex::new(None),
         })
     }
 
-    /// Runs passes until `shutdown`.
-    pub async fn run(
-        self: Arc<Self>,
-        mut out_changed: mpsc::UnboundedReceiver<SessionRef>,
-        mut notices: mpsc::UnboundedReceiver<Notice>,
-        mut host_messages: mpsc::UnboundedReceiver<HostMessage>,
-        shutdown: CancellationToken,
-    ) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                Some(session) = out_changed.recv() => {
-                    // Coalesce a burst of file events into one pass per session.
-                    let mut batch = vec![session];
-                    while let Ok(more) = out_changed.try_recv() {
-                        if !batch.contains(&more) { batch.push(more); }
-                    }
-                    for session in batch { self.pass(&session).await; }
-                }
-                Some(notice) = notices.recv() => self.notify(notice).await,
-                Some(message) = host_messages.recv() => self.send_host_message(message).await,
-                _ = tick.tick() => {
-                    for session in self.supervisor.running_sessions() { self.pass(&session).await; }
-                }
-            }
-        }
-    }
-
-    /// One delivery pass over a session.
-    pub async fn pass(&self, session: &SessionRef) {
-        let after = self.cursor_after(session);
-        let path = self.sessions.paths(session).outbound_db();
-        let read = tokio::task::spawn_blocking(move || -> Result<Snapshot, DbError> {
-            let mut conn = protocol::schema::open_outbound_reader(&path)?;
-            let tx = conn.transaction()?;
-            let rows = protocol::outbound::read_after(
-                &tx,
-                after.unwrap_or(Seq(-1)),
-                BATCH,
-                protocol::content::MAX_OUTBOUND_CONTENT_BYTES,
-            )?;
-            let acks = protocol::outbound::acks(&tx)?;
-            Ok(Snapshot { rows, acks })
-        })
-        .await;
-        let snapshot = match read {
-            Ok(Ok(snapshot)) => snapshot,
-            Ok(Err(DbError::Schema(e))) if e.is_retryable() => return,
-            Ok(Err(e)) => {
-                tracing::warn!(session_id = %session.id, error = %e, "cannot read outbound.db");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(session_id = %session.id, error = %e, "outbound read task failed");
-                return;
-            }
-        };
-        self.handle_rows(session, after, snapshot.rows).await;
-        self.sync_acks(session, snapshot.acks).await;
-    }
-
-    fn cursor_after(&self, session: &SessionRef) -> Option<Seq> {
-        let cursors = self
-            .cursors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cursors.get(&session.id).and_then(|c| c.after)
-    }
-
-    async fn handle_rows(
-        &self,
-        session: &SessionRef,
-        after: Option<Seq>,
-        rows: Vec<Result<OutboundRow, protocol::outbound::BadRow>>,
-    ) {
-        if rows.is_empty() {
-            return;
-        }
-        let ids: Vec<MessageId> = rows
-            .iter()
-            .filter_map(|r| r.as_ref().ok().map(|row| row.id.clone()))
-            .collect();
-        let states = self
-            .sessions
-            .with_inbound(session, move |tx, _| {
-                let mut states = HashMap::new();
-                for id in ids {
-                    if let Some(state) = protocol::inbound::delivery(tx, &id)? {
-                        states.insert(id, state);
-                    }
-                }
-                Ok(states)
-            })
-            .await
-            .unwrap_or_default();
-        let mut last_seq = after;
-        let mut contiguous = true;
-        let mut new_after = after;
-        for row in rows {
-            let (seq, handled) = match row {
-                Err(bad) => {
-                    let id = bad
-                        .id
-                        .clone()
-                        .unwrap_or_else(|| format!("rowid:{}", bad.rowid));
-                    self.refuse(
-                        session,
-                        &MessageId::new(id),
-                        bad.seq.map(Seq),
-                        &bad.reason,
-                        true,
-                    )
-                    .await;
-                    (bad.seq.map(Seq), true)
-                }
-                Ok(row) => {
-                    let seq = row.seq;
-                    let final_state = states.get(&row.id).is_some_and(|(status, _)| {
-                        matches!(
-                            status,
-                            DeliveryStatus::Delivered
-                                | DeliveryStatus::Failed
-                                | DeliveryStatus::Dropped
-                        )
-                    });
-                    if final_state {
-                        (Some(seq), true)
-                    } else if let Some(reason) = invalid_order(&row, last_seq) {
-                        self.refuse(session, &row.id, Some(seq), &reason, true)
-                            .await;
-                        (Some(seq), true)
-                    } else {
-                        let attempts = states.get(&row.id).map_or(0, |(_, attempts)| *attempts);
-                        match self.handle_row(session, &row, attempts).await {
-                            RowOutcome::Delivered => (Some(seq), true),
-                            RowOutcome::Deferred => (Some(seq), false),
-                            RowOutcome::Refused { reason, tell } => {
-                                self.refuse(session, &row.id, Some(seq), &reason, tell)
-                                    .await;
-                                (Some(seq), true)
-                            }
-                        }
-                    }
-                }
-            };
-            if let Some(seq) = seq {
-                if last_seq.is_none_or(|last| seq > last) {
-                    last_seq = Some(seq);
-                }
-                if contiguous && handled {
-                    new_after = Some(new_after.map_or(seq, |a| a.max(seq)));
-                }
-            }
-            if !handled {
-                contiguous = false;
-            }
-        }
-        let mut cursors = self
-            .cursors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cursors.entry(session.id.clone()).or_default().after = new_after;
-    }
-
-    /// Handles one row; once it is handled for good, its outbox folder goes.
+    /// Handles one row; once it is handled for good, its outbox folder goes (a chat send's
+    /// goes after the send, in the pass).
     async fn handle_row(
         &self,
         session: &SessionRef,
         row: &OutboundRow,
         attempts: i64,
+        routes: &mut route::RouteCache,
     ) -> RowOutcome {
-        let outcome = self.handle_row_once(session, row, attempts).await;
+        let outcome = self.handle_row_once(session, row, attempts, routes).await;
         match outcome {
             RowOutcome::Delivered | RowOutcome::Refused { .. } => {
-                self.clean_outbox(session, row.id.as_str()).await;
+                if names_files(row) {
+                    self.clean_outbox(session, row.id.as_str()).await;
+                }
             }
-            RowOutcome::Deferred => {}
+            RowOutcome::Send(_) | RowOutcome::Deferred(_) => {}
         }
         outcome
     }
@@ -319,6 +204,7 @@ impl Delivery {
         session: &SessionRef,
         row: &OutboundRow,
         attempts: i64,
+        routes: &mut route::RouteCache,
     ) -> RowOutcome {
         let Some(kind) = OutboundKind::parse(&row.kind) else {
             return RowOutcome::refused(format!("unknown kind {:?}", row.kind));
@@ -328,20 +214,18 @@ impl Delivery {
             Err(e) => return RowOutcome::refused(e.to_string()),
         };
         let now = protocol::time::now_ms();
-        if row.deliver_after.is_some_and(|at| at > now) {
-            return RowOutcome::Deferred;
-        }
-        if self
-            .retry_at(session, &row.id)
-            .is_some_and(|at| at > Instant::now())
-        {
-            return RowOutcome::Deferred;
+        if let Some(at) = row.deliver_after.filter(|at| *at > now) {
+            return RowOutcome::Deferred(Wait {
+                reason: WaitReason::DeliverAfter,
+                until: Some(at),
+            });
         }
         if let OutboundContent::System { .. } = &content {
             return self.run_action(session, row, &content).await;
         }
-        let route = match self
+        let route = match routes
             .route(
+                self,
                 session,
                 row.destination.as_deref(),
                 row.in_reply_to.as_ref(),
@@ -369,67 +253,25 @@ impl Delivery {
                 );
             }
         };
-        self.deliver_to_chat(session, row, &content, address, attempts)
+        self.prepare_chat(session, row, content, address, attempts)
             .await
     }
 
-    fn retry_at(&self, session: &SessionRef, id: &MessageId) -> Option<Instant> {
-        let cursors = self
-            .cursors
+    /// Test hook: runs `gate` on the blocking thread before every read of outbound.db, for
+    /// sessions whose task starts after this call.
+    #[cfg(test)]
+    fn set_read_gate(&self, gate: reader::ReadGate) {
+        *self
+            .read_gate
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cursors
-            .get(&session.id)
-            .and_then(|c| c.retry_at.get(id).copied())
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(gate);
     }
+}
 
-    /// Refuses a row: logs the reason, records it as dropped, and (when `tell`) tells the
-    /// agent with a `system` row.
-    async fn refuse(
-        &self,
-        session: &SessionRef,
-        id: &MessageId,
-        seq: Option<Seq>,
-        reason: &str,
-        tell: bool,
-    ) {
-        tracing::warn!(session_id = %session.id, message_id = %id, seq = ?seq.map(|s| s.0), %reason, "refused outbound row");
-        let (row_id, row_reason) = (id.clone(), reason.to_owned());
-        let _ = self
-            .sessions
-            .with_inbound(session, move |tx, _| {
-                protocol::inbound::record_delivery(
-                    tx,
-                    &row_id,
-                    seq.unwrap_or(Seq(-1)),
-                    DeliveryStatus::Dropped,
-                    None,
-                    Some(&row_reason),
-                )?;
-                Ok(())
-            })
-            .await;
-        let drop = DropRecord {
-            outbound: true,
-            reason: reason.to_owned(),
-            session_id: Some(session.id.clone()),
-            agent_group_id: Some(session.agent_group.clone()),
-            message_id: Some(id.to_string()),
-            ..Default::default()
-        };
-        let _ = self
-            .central
-            .call(move |conn| central::record_drop(conn, &drop))
-            .await;
-        if tell {
-            let seq_text = seq.map_or_else(|| "?".to_owned(), |s| s.to_string());
-            self.tell_agent(
-                session,
-                format!("your message seq {seq_text} was not delivered: {reason}"),
-            )
-            .await;
-        }
-    }
+/// Whether a row's content names files (whose outbox folder is removed once it is handled).
+/// Cheap: most rows name none, and a flood of refused rows must not cost a folder walk each.
+fn names_files(row: &OutboundRow) -> bool {
+    row.content.contains("\"files\"")
 }
 
 /// Order and parity checks that need no database.

@@ -34,7 +34,12 @@ impl Delivery {
     }
 
     /// Copies finished acks into `messages_in` and tells the channel the turn is complete.
-    pub(super) async fn sync_acks(&self, session: &SessionRef, acks: Vec<protocol::Ack>) {
+    /// `Err` when `inbound.db` could not be written (then the acks are tried again).
+    pub(super) async fn sync_acks(
+        &self,
+        session: &SessionRef,
+        acks: Vec<protocol::Ack>,
+    ) -> Result<(), crate::db::DbError> {
         let finished: Vec<(MessageId, InboundStatus)> = acks
             .into_iter()
             .filter_map(|ack| match ack.status {
@@ -44,7 +49,7 @@ impl Delivery {
             })
             .collect();
         if finished.is_empty() {
-            return;
+            return Ok(());
         }
         let now = protocol::time::now_ms();
         let (changed, earliest) = self
@@ -72,12 +77,12 @@ impl Delivery {
                 };
                 Ok((changed, earliest))
             })
-            .await
-            .unwrap_or_default();
+            .await?;
         if let Some(earliest) = earliest {
             self.tasks.mirror_due(&session.id, earliest).await;
         }
         self.complete_turns(changed).await;
+        Ok(())
     }
 
     async fn complete_turns(&self, rows: Vec<protocol::InboundRow>) {

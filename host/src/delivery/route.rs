@@ -12,6 +12,7 @@ use crate::db::DbError;
 use crate::db::central::{self, destinations};
 use crate::session::SessionRef;
 use protocol::{AgentGroupId, DestinationType, MessageId, SessionId};
+use std::collections::HashMap;
 
 /// Where a row goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +26,55 @@ pub enum Route {
 }
 
 /// The chat of an inbound row, as the host wrote it.
-type RowChat = Option<(String, String, Option<String>)>;
+pub type RowChat = Option<(String, String, Option<String>)>;
+
+/// Routes resolved within one pass, and the chats of the rows its rows answer (read from
+/// `inbound.db` with the batch's delivery states): a batch of replies to one chat costs one
+/// central lookup, not one per row.
+#[derive(Default)]
+pub struct RouteCache {
+    pub answered: HashMap<MessageId, RowChat>,
+    resolved: HashMap<(Option<String>, RowChat), Result<Route, String>>,
+}
+
+impl RouteCache {
+    /// Resolves a row's destination; `Err` says why it is not allowed.
+    pub async fn route(
+        &mut self,
+        delivery: &Delivery,
+        session: &SessionRef,
+        destination: Option<&str>,
+        in_reply_to: Option<&MessageId>,
+    ) -> Result<Route, String> {
+        let answered = match (destination, in_reply_to) {
+            (None, Some(id)) => match self.answered.get(id) {
+                Some(chat) => chat.clone(),
+                None => {
+                    let chat = delivery.answered_chat(session, id).await;
+                    self.answered.insert(id.clone(), chat.clone());
+                    chat
+                }
+            },
+            _ => None,
+        };
+        let key = (destination.map(str::to_owned), answered.clone());
+        if let Some(route) = self.resolved.get(&key) {
+            return route.clone();
+        }
+        let route = delivery.resolve(session, destination, answered).await;
+        self.resolved.insert(key, route.clone());
+        route
+    }
+}
+
+/// The chat of the inbound row `id`, as the host wrote it (for a reply to it).
+pub fn answered_chat(tx: &rusqlite::Connection, id: &MessageId) -> rusqlite::Result<RowChat> {
+    Ok(protocol::inbound::get(tx, id)?.and_then(|row| {
+        row.channel_type
+            .zip(row.platform_id)
+            .map(|(c, p)| (c, p, row.thread_id))
+    }))
+}
 
 impl Delivery {
     /// Resolves a row's destination; `Err` says why it is not allowed.
@@ -35,23 +84,32 @@ impl Delivery {
         destination: Option<&str>,
         in_reply_to: Option<&MessageId>,
     ) -> Result<Route, String> {
-        // The chat of the answered row, read from inbound.db (written by the host only).
-        let answered: RowChat = match (destination, in_reply_to) {
-            (None, Some(id)) => {
-                let id = id.clone();
-                self.sessions
-                    .with_inbound(session, move |tx, _| {
-                        Ok(protocol::inbound::get(tx, &id)?.and_then(|row| {
-                            row.channel_type
-                                .zip(row.platform_id)
-                                .map(|(c, p)| (c, p, row.thread_id))
-                        }))
-                    })
-                    .await
-                    .unwrap_or_default()
-            }
+        let answered = match (destination, in_reply_to) {
+            (None, Some(id)) => self.answered_chat(session, id).await,
             _ => None,
         };
+        self.resolve(session, destination, answered).await
+    }
+
+    async fn answered_chat(&self, session: &SessionRef, id: &MessageId) -> RowChat {
+        let id = id.clone();
+        self.sessions
+            .with_inbound(session, move |tx, _| Ok(answered_chat(tx, &id)?))
+            .await
+            .unwrap_or_else(|e| {
+                // Without the answered chat the reply goes to the session's own chat.
+                tracing::warn!(session_id = %session.id, error = %e, "cannot read the answered row");
+                None
+            })
+    }
+
+    /// The central part of routing: a named destination, or the origin.
+    async fn resolve(
+        &self,
+        session: &SessionRef,
+        destination: Option<&str>,
+        answered: RowChat,
+    ) -> Result<Route, String> {
         let session_id = session.id.clone();
         let group = session.agent_group.clone();
         let name = destination.map(str::to_owned);

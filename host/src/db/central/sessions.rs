@@ -55,6 +55,13 @@ pub struct Session {
     pub last_active_at: i64,
     /// Set for a session started by another agent: where its answers go.
     pub source_session_id: Option<SessionId>,
+    /// Why the session was marked failed (its `outbound.db` was hostile or broken); it gets
+    /// no container until it is reset.
+    #[serde(default)]
+    pub failed_reason: Option<String>,
+    /// When it was marked failed (unix ms).
+    #[serde(default)]
+    pub failed_at: Option<i64>,
 }
 
 fn session_from(row: &Row<'_>) -> rusqlite::Result<Session> {
@@ -68,11 +75,13 @@ fn session_from(row: &Row<'_>) -> rusqlite::Result<Session> {
         created_at: row.get(6)?,
         last_active_at: row.get(7)?,
         source_session_id: row.get(8)?,
+        failed_reason: row.get(9)?,
+        failed_at: row.get(10)?,
     })
 }
 
 const COLUMNS: &str = "id, agent_group_id, session_key, messaging_group_id, thread_id, status, created_at, \
-     last_active_at, source_session_id";
+     last_active_at, source_session_id, failed_reason, failed_at";
 
 /// Finds the session for `key` in `agent_group`, creating it if missing. Returns the session
 /// and whether it was created.
@@ -182,4 +191,96 @@ pub fn delete_session(conn: &Connection, id: &SessionId) -> Result<Session, DbEr
     let found = session(conn, id)?;
     conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
     Ok(found)
+}
+
+/// Marks a session failed with its reason, once: a session already failed keeps its first
+/// reason and time. Returns false when it was failed already.
+pub fn set_session_failed(
+    conn: &Connection,
+    id: &SessionId,
+    reason: &str,
+) -> Result<bool, DbError> {
+    let changed = conn.execute(
+        "UPDATE sessions SET failed_reason = ?2, failed_at = ?3 WHERE id = ?1 AND failed_reason IS NULL",
+        params![id, reason, now_ms()],
+    )?;
+    if changed == 0 {
+        // Tell "already failed" from "no such session".
+        session(conn, id)?;
+    }
+    Ok(changed > 0)
+}
+
+/// Clears a session's failure (it may get a container again).
+pub fn clear_session_failure(conn: &Connection, id: &SessionId) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE sessions SET failed_reason = NULL, failed_at = NULL WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// The failed sessions and why (loaded at start, so a failure survives a host restart).
+pub fn failed_sessions(conn: &Connection) -> Result<Vec<(SessionId, String)>, DbError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, failed_reason FROM sessions WHERE failed_reason IS NOT NULL ORDER BY id",
+    )?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The sessions whose origin is the chat `channel_type`/`platform_id`, with their agent
+/// group's folder: those that may have replies waiting for a recipient of that chat.
+pub fn sessions_of_chat(
+    conn: &Connection,
+    channel_type: &str,
+    platform_id: &str,
+) -> Result<Vec<(Session, String)>, DbError> {
+    let columns: String = COLUMNS
+        .split(", ")
+        .map(|column| format!("s.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {columns}, g.folder FROM sessions s \
+         JOIN messaging_groups m ON m.id = s.messaging_group_id \
+         JOIN agent_groups g ON g.id = s.agent_group_id \
+         WHERE m.channel_type = ?1 AND m.platform_id = ?2 ORDER BY s.id"
+    ))?;
+    let rows = statement.query_map([channel_type, platform_id], |row| {
+        Ok((session_from(row)?, row.get(11)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_fails_once_and_a_clear_brings_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open(&dir.path().join("crabpot.db")).unwrap();
+        let group = super::super::ensure_agent_group(&conn, "main", "Main").unwrap();
+        let (chat, _) =
+            super::super::ensure_messaging_group(&conn, "cli", "local", "terminal", false).unwrap();
+        let (session, _) =
+            resolve_session(&conn, &group.id, "chat:x", Some(&chat.id), None).unwrap();
+        assert!(set_session_failed(&conn, &session.id, "first").unwrap());
+        assert!(!set_session_failed(&conn, &session.id, "second").unwrap());
+        let stored = super::super::session(&conn, &session.id).unwrap();
+        assert_eq!(stored.failed_reason.as_deref(), Some("first"));
+        assert!(stored.failed_at.is_some());
+        assert_eq!(
+            failed_sessions(&conn).unwrap(),
+            [(session.id.clone(), "first".to_owned())]
+        );
+        let of_chat = sessions_of_chat(&conn, "cli", "local").unwrap();
+        assert_eq!(of_chat.len(), 1);
+        assert_eq!(of_chat[0].1, group.folder);
+        assert!(sessions_of_chat(&conn, "cli", "other").unwrap().is_empty());
+        clear_session_failure(&conn, &session.id).unwrap();
+        assert!(failed_sessions(&conn).unwrap().is_empty());
+        assert!(set_session_failed(&conn, &SessionId::new("nope"), "x").is_err());
+    }
 }
