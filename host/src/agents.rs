@@ -54,6 +54,14 @@ pub enum RequestOutcome {
 }
 
 /// Why a name cannot be used for a child of `creator`, if it cannot.
+/// A group folder and its `AGENT.md` as every session's container must read them: each runs
+/// as its own uid, and the host's umask keeps what it writes private.
+pub fn make_group_readable(folder: &Path, instructions: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(instructions, std::fs::Permissions::from_mode(0o644))
+}
+
 fn name_problem(
     conn: &Connection,
     creator: &AgentGroupId,
@@ -175,12 +183,11 @@ pub fn create_child(
     }
     let folder = groups_dir.join(name);
     // `create_dir` (not `create_dir_all`) fails if the folder appeared meanwhile.
-    if let Err(e) = std::fs::create_dir(&folder).and_then(|()| {
-        std::fs::write(
-            folder.join(protocol::paths::AGENT_INSTRUCTIONS),
-            &request.instructions,
-        )
-    }) {
+    let instructions = folder.join(protocol::paths::AGENT_INSTRUCTIONS);
+    if let Err(e) = std::fs::create_dir(&folder)
+        .and_then(|()| std::fs::write(&instructions, &request.instructions))
+        .and_then(|()| make_group_readable(&folder, &instructions))
+    {
         return Ok(Err(format!("cannot write groups/{name}/AGENT.md: {e}")));
     }
     let rows = (|| -> Result<AgentGroupId, DbError> {

@@ -19,6 +19,8 @@ pub mod command;
 pub mod config;
 pub mod db;
 pub mod delivery;
+pub mod fd_budget;
+pub mod log_gate;
 pub mod proxy;
 pub mod router;
 pub mod runtime;

@@ -20,7 +20,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run(cli))
+    let code = runtime.block_on(run(cli));
+    // Dropping the runtime would wait for every blocking thread, and one can be stuck for
+    // good (an open() of a FIFO a container planted in its out/): give them a moment, then
+    // leave them to the process exit.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    code
 }
 
 fn load_config(cli: &Cli, flags: RawConfig) -> anyhow::Result<Config> {

@@ -7,22 +7,24 @@
 //! task with a bound, then joins the database threads.
 
 use crate::admin::Admin;
-use crate::channels::cli::{self, CliChannel};
+use crate::channels::cli::{self, CliChannel, CliLimits};
 use crate::channels::{ChannelContext, Channels};
 use crate::config::Config;
 use crate::db::DbThread;
 use crate::db::central::{self, NewWiring, SessionMode};
 use crate::delivery::{Delivery, DeliveryParts};
-use crate::proxy::{Proxy, UsageRecord};
+use crate::fd_budget::FdBudget;
+use crate::proxy::{Proxy, ProxyLimits, UsageRecord};
 use crate::router::plan::PlanSettings;
 use crate::router::{Router, RouterParts};
 use crate::runtime::{ContainerLimits, ContainerRuntime, DockerRuntime};
 use crate::session::SessionStore;
-use crate::supervisor::{Supervisor, SupervisorConfig, SupervisorParts};
+use crate::session::disk::{self, Quotas};
+use crate::session::owner::Owners;
+use crate::supervisor::{DiskSettings, Supervisor, SupervisorConfig, SupervisorParts};
 use crate::tasks::Tasks;
 use anyhow::{Context, bail};
 use protocol::{SessionConfig, SessionId};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,11 +41,29 @@ pub struct ServeOptions {
 /// The `main` agent group every install starts with.
 pub const MAIN_GROUP: &str = "main";
 
+/// The process umask: what the host creates is its own (group root at most: the data dir is
+/// 0700 anyway). Not 0o077, because what a session's container must read is given the
+/// session's group through setgid folders (`in/`, see `session::folder`), which a umask
+/// without group read would undo.
+const UMASK: u32 = 0o027;
+
+/// SIGTERM to exit: every wait of the shutdown fits in this, whatever a session is doing.
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(8_500);
+
 /// Runs the daemon until a shutdown signal.
 pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(UMASK));
+    // Raised to the hard limit first, so the reserve is counted from what the host may open.
+    let fd_budget = FdBudget::from_process();
+    tracing::info!(
+        limit = fd_budget.limit(),
+        reserve = fd_budget.reserve(),
+        "file descriptors"
+    );
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
     let data_dir = absolute(&config.data_dir)?;
+    make_private(&data_dir);
     let groups_dir = absolute(&config.groups_dir)?;
     let main_instructions = groups_dir
         .join(MAIN_GROUP)
@@ -74,6 +94,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         })
         .await
         .context("preparing the central database")?;
+    make_private(&data_dir);
 
     let docker = DockerRuntime::connect()
         .await
@@ -85,17 +106,36 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         .context("Docker is not reachable (is the Docker engine running?)")?;
     tracing::info!(engine = %version.engine_version, api = %version.negotiated_api_version, "docker");
 
-    let host_uid = std::fs::metadata("/proc/self")
-        .map(|m| (m.uid(), m.gid()))
-        .unwrap_or((0, 0));
-    let container_user = config.container_user.unwrap_or(if host_uid.0 == 0 {
-        (10001, 10001)
-    } else {
-        host_uid
-    });
-    let owner = (host_uid.0 == 0).then_some(container_user);
-    let sessions =
-        SessionStore::start(config.sessions_dir(), owner).context("starting the session store")?;
+    let owners = Owners::for_host(
+        config.container_user,
+        config.container_uid_range,
+        Arc::clone(&central),
+    );
+    match &owners {
+        Owners::HostUser { .. } => tracing::warn!(uids = %owners.describe(), "uids"),
+        Owners::Fixed { .. } | Owners::PerSession { .. } => {
+            tracing::info!(uids = %owners.describe(), "uids")
+        }
+    }
+    let uids = owners.describe();
+    let sessions = SessionStore::start_with(config.sessions_dir(), owners)
+        .context("starting the session store")?;
+    let probe_dir = data_dir.clone();
+    let quota_mb = config.disk_quota_mb;
+    let quotas = tokio::task::spawn_blocking(move || disk::probe(&probe_dir, quota_mb))
+        .await
+        .context("probing for disk quotas")?;
+    match &quotas {
+        Quotas::On => tracing::info!(
+            quota_mb,
+            reserve_mb = config.disk_reserve_mb,
+            "disk quotas are on"
+        ),
+        Quotas::Off { reason } => tracing::warn!(
+            %reason,
+            "disk quotas are OFF: a session can fill the host's disk (only the reserve of disk_reserve_mb stops new containers)"
+        ),
+    }
 
     let root = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -125,16 +165,34 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         compact_at_percent: config.compact_at_percent,
         ..SessionConfig::default()
     };
-    let proxy = Proxy::new(config.model.clone(), usage_tx).context("building the model proxy")?;
+    let proxy = Proxy::new_with(
+        config.model.clone(),
+        usage_tx,
+        ProxyLimits {
+            max_connections_per_session: config.proxy_max_connections,
+            header_timeout: config.proxy_header_timeout,
+            idle_timeout: config.proxy_idle_timeout,
+            request_timeout: config.proxy_request_timeout,
+        },
+        Arc::clone(&fd_budget),
+    )
+    .context("building the model proxy")?;
     tasks.spawn(persist_usage(Arc::clone(&central), usage_rx, root.clone()));
 
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (notice_tx, notice_rx) = mpsc::unbounded_channel();
+    let (arrival_tx, arrival_rx) = mpsc::unbounded_channel();
     let supervisor = Supervisor::new(
         SupervisorConfig {
             install_id: install_id.clone(),
             image: config.image.clone(),
-            container_user,
+            disk: DiskSettings {
+                quotas,
+                quota_mb: config.disk_quota_mb,
+                reserve_mb: config.disk_reserve_mb,
+                data_dir: data_dir.clone(),
+                uids,
+            },
             limits: ContainerLimits {
                 memory_bytes: config.limits.memory_bytes,
                 nano_cpus: config.limits.nano_cpus,
@@ -179,7 +237,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
     let host_message_rx = router
         .take_host_messages()
         .context("the router's host messages were already taken")?;
-    let cli_channel = CliChannel::new();
+    let cli_channel = CliChannel::new_with(CliLimits::default(), Arc::clone(&fd_budget));
     let mut channels = Channels::default();
     channels.register(cli_channel.clone());
     let delivery_interval = match config.wake_mode {
@@ -201,8 +259,13 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         router: Arc::clone(&router),
         tasks: Arc::clone(&tasks_service),
         files_dir: config.files_dir(),
+        outbound_limits: crate::delivery::OutboundLimits {
+            max_rows_per_turn: config.outbound_max_rows_per_turn as usize,
+            max_rows_per_minute: config.outbound_max_rows_per_minute as usize,
+            ..crate::delivery::OutboundLimits::default()
+        },
     });
-    tasks.spawn(delivery.run(out_rx, notice_rx, host_message_rx, root.clone()));
+    tasks.spawn(delivery.run(out_rx, notice_rx, host_message_rx, arrival_rx, root.clone()));
     tasks.spawn(crate::sweep::run(
         Arc::clone(&supervisor),
         config.sweep_interval,
@@ -227,7 +290,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         .with_context(|| format!("binding {}", config.cli_socket().display()))?;
     tasks.spawn(cli_channel.serve(
         cli_listener,
-        ChannelContext::new(router),
+        ChannelContext::new(router, arrival_tx),
         tasks.clone(),
         root.clone(),
     ));
@@ -235,23 +298,50 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    // Every wait is bounded: a session's task stuck anywhere (a blocking open of a FIFO a
+    // container planted) must not keep the host from stopping. What is still running at the
+    // end is abandoned; `main` shuts the runtime down without waiting for it.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
+    let budget = |cap: Duration| {
+        deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(cap)
+    };
     if options.stop_containers_on_exit {
-        supervisor.stop_all().await;
+        bounded(
+            "stopping containers",
+            budget(Duration::from_secs(4)),
+            supervisor.stop_all(),
+        )
+        .await;
     }
     root.cancel();
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(15), tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some tasks did not finish within 15 s");
-    }
+    bounded(
+        "the host's tasks",
+        budget(Duration::from_secs(5)),
+        tasks.wait(),
+    )
+    .await;
     if options.stop_containers_on_exit {
         // A container whose start was in flight at the signal is running only now.
-        supervisor.stop_all().await;
+        bounded(
+            "stopping containers",
+            budget(Duration::from_secs(2)),
+            supervisor.stop_all(),
+        )
+        .await;
     }
-    sessions.shutdown();
-    central.shutdown();
+    let databases = tokio::task::spawn_blocking(move || {
+        sessions.shutdown();
+        central.shutdown();
+    });
+    bounded(
+        "closing the databases",
+        budget(Duration::from_secs(2)),
+        databases,
+    )
+    .await;
     let _ = std::fs::remove_file(config.cli_socket());
     let _ = std::fs::remove_file(config.admin_socket());
     Ok(())
@@ -315,6 +405,66 @@ async fn persist_usage(
         {
             tracing::warn!(error = %e, "recording usage failed");
         }
+    }
+}
+
+/// Waits for `work` at most `limit`, and says so in the log when it did not finish.
+async fn bounded<T>(what: &str, limit: Duration, work: impl std::future::Future<Output = T>) {
+    if tokio::time::timeout(limit, work).await.is_err() {
+        tracing::warn!(
+            "shutdown: {what} did not finish within {} ms; going on without it",
+            limit.as_millis()
+        );
+    }
+}
+
+/// The data dir and what the host keeps there are the host's alone (DESIGN §3): the data dir,
+/// `sessions/` and its group folders, `files/` and `logs/` 0700, the central DB and its WAL
+/// files and logs 0600. Fixes what an older version or a default umask left readable; links
+/// are never followed.
+fn make_private(data_dir: &Path) {
+    let set = |path: &Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta)
+                if !meta.file_type().is_symlink() && meta.permissions().mode() & 0o7777 != mode =>
+            {
+                if let Err(e) =
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot make it private");
+                }
+            }
+            Ok(_) | Err(_) => {}
+        }
+    };
+    set(data_dir, 0o700);
+    for name in [
+        "crabpot.db",
+        "crabpot.db-wal",
+        "crabpot.db-shm",
+        "crabpot.db-journal",
+    ] {
+        set(&data_dir.join(name), 0o600);
+    }
+    for name in ["sessions", "files", "logs"] {
+        set(&data_dir.join(name), 0o700);
+    }
+    let entries = |dir: PathBuf| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+    };
+    for group in entries(data_dir.join("sessions")) {
+        set(&group, 0o700);
+        for session in entries(group) {
+            set(&session, 0o700);
+        }
+    }
+    for log in entries(data_dir.join("logs")) {
+        set(&log, 0o600);
     }
 }
 

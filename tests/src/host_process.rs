@@ -365,6 +365,30 @@ impl HostProcess {
     }
 }
 
+/// Unmounts the sessions' quota disks a root host mounted in `dir` (lazily, deepest first), so
+/// the data dir can be removed and no loop device outlives the test.
+fn unmount_under(dir: &Path) {
+    let (Ok(info), Ok(dir)) = (
+        std::fs::read_to_string("/proc/self/mountinfo"),
+        dir.canonicalize(),
+    ) else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|point| point.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    for point in points {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&point)
+            .status();
+    }
+}
+
 impl Drop for HostProcess {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
@@ -387,6 +411,7 @@ impl Drop for HostProcess {
                 eprintln!("warning: stopping host {}: {error:#}", self.install_id);
             }
         }
+        unmount_under(self.data_dir.path());
         if panicking {
             eprintln!(
                 "---- last {LOG_TAIL_LINES} lines of {} (install {}) ----\n{}\n---- end of host.log ----",

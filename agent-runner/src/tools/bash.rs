@@ -132,12 +132,19 @@ impl Tool for Bash {
             } else {
                 &run.output
             });
+            let out_of_space = mentions_no_space(&run.output);
             match run.status {
                 Some(status) => {
                     if !text.ends_with('\n') {
                         text.push('\n');
                     }
                     text.push_str(&describe_exit(status));
+                    if out_of_space
+                        && let Some(note) = quota_note(context.limits.config.disk_quota_mb)
+                    {
+                        text.push('\n');
+                        text.push_str(&note);
+                    }
                     Ok(text)
                 }
                 None => Err(ToolError::Refused(format!(
@@ -149,6 +156,23 @@ impl Tool for Bash {
             }
         })
     }
+}
+
+/// Whether a command's output reports a full disk (ENOSPC or EDQUOT, as libc and busybox
+/// word them).
+fn mentions_no_space(output: &str) -> bool {
+    output.contains("No space left on device") || output.contains("Disk quota exceeded")
+}
+
+/// What the agent is told when a write fails for lack of space: its quota, so it knows the
+/// limit is its own and not the machine's. `None` when the session has no quota.
+pub fn quota_note(quota_mb: u64) -> Option<String> {
+    (quota_mb > 0).then(|| {
+        format!(
+            "(this session's disk quota is {quota_mb} MiB, for /session/work and /session/out \
+             together: delete files you no longer need to make room)"
+        )
+    })
 }
 
 fn describe_exit(status: ExitStatus) -> String {
@@ -350,6 +374,24 @@ mod tests {
             one_chunk.finish(),
             "01\n[... 6 bytes of output omitted; 10 bytes in all ...]\n89"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_names_the_sessions_quota() {
+        let mut fixture = Fixture::new().await;
+        let command =
+            json!({"command": "echo 'dd: error writing big: No space left on device' >&2; exit 1"});
+        let without = fixture.ok(Bash, command.clone()).await;
+        assert!(!without.contains("quota"), "{without}");
+        fixture.limits.config.disk_quota_mb = 64;
+        let with = fixture.ok(Bash, command).await;
+        assert!(
+            with.ends_with("[exit code 1]\n(this session's disk quota is 64 MiB, for /session/work and /session/out together: delete files you no longer need to make room)"),
+            "{with}"
+        );
+        let fine = fixture.ok(Bash, json!({"command": "echo fine"})).await;
+        assert!(!fine.contains("quota"), "{fine}");
+        assert_eq!(quota_note(0), None);
     }
 
     #[tokio::test]

@@ -126,6 +126,7 @@ impl Tool for WriteFile {
             let path = context.workspace.resolve(&arguments.path)?;
             let shown = context.workspace.display(&path);
             let max = context.tool_limits.max_file_bytes;
+            let quota_mb = context.limits.config.disk_quota_mb;
             blocking(move || {
                 let size = arguments.content.len();
                 if u64::try_from(size).unwrap_or(u64::MAX) > max {
@@ -140,7 +141,7 @@ impl Tool for WriteFile {
                     std::fs::create_dir_all(parent).map_err(|error| io_error(&shown, &error))?;
                 }
                 std::fs::write(&path, arguments.content.as_bytes())
-                    .map_err(|error| io_error(&shown, &error))?;
+                    .map_err(|error| write_error(&shown, &error, quota_mb))?;
                 Ok(format!("wrote {size} bytes to {shown}"))
             })
             .await
@@ -180,11 +181,12 @@ impl Tool for EditFile {
             let path = context.workspace.resolve(&arguments.path)?;
             let shown = context.workspace.display(&path);
             let max = context.tool_limits.max_file_bytes;
+            let quota_mb = context.limits.config.disk_quota_mb;
             blocking(move || {
                 let text = read_text(&path, &shown, max)?;
                 let edited = edit(&text, &arguments, &shown)?;
                 std::fs::write(&path, edited.text.as_bytes())
-                    .map_err(|error| io_error(&shown, &error))?;
+                    .map_err(|error| write_error(&shown, &error, quota_mb))?;
                 Ok(format!(
                     "replaced {} occurrence{} in {shown}",
                     edited.count,
@@ -320,6 +322,18 @@ fn render_lines(
         ));
     }
     Ok(out)
+}
+
+/// A failed write in words the model can act on; a full disk names the session's quota.
+fn write_error(shown: &str, error: &std::io::Error, quota_mb: u64) -> ToolError {
+    let full = matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    );
+    match (full, super::bash::quota_note(quota_mb)) {
+        (true, Some(note)) => ToolError::Io(format!("{shown}: {error} {note}")),
+        (true, None) | (false, _) => io_error(shown, error),
+    }
 }
 
 /// An I/O error in words the model can act on, naming the path as it knows it.

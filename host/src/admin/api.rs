@@ -81,6 +81,8 @@ pub struct Limits {
     pub cpus: Option<f64>,
     #[serde(default)]
     pub pids_limit: Option<i64>,
+    #[serde(default)]
+    pub disk_quota_mb: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -207,4 +209,7 @@ pub struct Status {
     pub max_containers: usize,
     #[serde(default)]
     pub pending_approvals: usize,
+    /// Disk quotas, free disk and the reserve, and the uid scheme.
+    #[serde(default)]
+    pub disk: crate::supervisor::DiskStatus,
 }

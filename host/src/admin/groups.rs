@@ -27,6 +27,7 @@ fn overrides(limits: Limits) -> ContainerOverrides {
         memory_mb: limits.memory_mb,
         cpus: limits.cpus,
         pids_limit: limits.pids_limit,
+        disk_quota_mb: limits.disk_quota_mb,
     }
 }
 
@@ -112,6 +113,10 @@ async fn write_instructions(
             tokio::fs::write(path, text)
                 .await
                 .map_err(|e| AdminError::Internal(format!("writing {}: {e}", path.display())))?;
+            // Every session's container (each its own uid) reads the group folder, and the
+            // host's umask keeps what it writes private: open this up explicitly.
+            crate::agents::make_group_readable(dir, path)
+                .map_err(|e| AdminError::Internal(format!("chmod {}: {e}", dir.display())))?;
             Ok(true)
         }
     }
@@ -120,9 +125,11 @@ async fn write_instructions(
 async fn update(admin: &Admin, request: GroupUpdate) -> Reply {
     let id = AgentGroupId::new(request.id);
     let limits = request.limits;
-    let changes =
-        (limits.memory_mb.is_some() || limits.cpus.is_some() || limits.pids_limit.is_some())
-            .then(|| overrides(limits));
+    let changes = (limits.memory_mb.is_some()
+        || limits.cpus.is_some()
+        || limits.pids_limit.is_some()
+        || limits.disk_quota_mb.is_some())
+    .then(|| overrides(limits));
     let group = admin
         .db(move |tx| {
             groups::update_agent_group(

@@ -1,4 +1,5 @@
-//! `crabpot status` (host, Docker, running containers, queue, open approvals) and
+//! `crabpot status` (host, Docker, running containers, queue, open approvals, disk quotas,
+//! free disk and the reserve, the uid scheme) and
 //! `crabpot dropped list` (what was not delivered, and why).
 
 use super::api::{ListFilter, Status};
@@ -16,6 +17,7 @@ pub(super) async fn status(admin: &Admin) -> Reply {
         starting,
         queued,
         max_containers,
+        disk,
     } = admin.supervisor.status();
     let pending_approvals = admin
         .db(|tx| {
@@ -32,6 +34,7 @@ pub(super) async fn status(admin: &Admin) -> Reply {
         queued,
         max_containers,
         pending_approvals,
+        disk,
     })
 }
 

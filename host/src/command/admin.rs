@@ -411,7 +411,12 @@ fn merge(body: &mut Value, more: Value) {
 }
 
 fn limits_json(limits: &LimitArgs) -> Value {
-    json!({ "memory_mb": limits.memory_mb, "cpus": limits.cpus, "pids_limit": limits.pids_limit })
+    json!({
+        "memory_mb": limits.memory_mb,
+        "cpus": limits.cpus,
+        "pids_limit": limits.pids_limit,
+        "disk_quota_mb": limits.disk_quota_mb,
+    })
 }
 
 fn settings_json(settings: &WiringSettingsArgs) -> Value {
@@ -484,5 +489,26 @@ pub async fn status(socket: &Path, json_output: bool) -> Result<(), Failure> {
     );
     println!("queue       {}", status.queued.len());
     println!("approvals   {} open", status.pending_approvals);
+    for line in disk_lines(&status.disk) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// The disk part of `crabpot status`: quotas, free disk against the reserve, uids.
+fn disk_lines(disk: &crate::supervisor::DiskStatus) -> Vec<String> {
+    let free = disk
+        .free_mb
+        .map_or_else(|| "unknown".to_owned(), |mb| format!("{mb} MiB"));
+    let mut lines = vec![
+        format!("quotas      {}", disk.quotas),
+        format!("disk        {free} free, reserve {} MiB", disk.reserve_mb),
+    ];
+    if let Some(refusing) = &disk.refusing {
+        lines.push(format!("            NEW CONTAINERS REFUSED: {refusing}"));
+    }
+    if !disk.uids.is_empty() {
+        lines.push(format!("uids        {}", disk.uids));
+    }
+    lines
 }

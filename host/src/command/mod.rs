@@ -146,6 +146,10 @@ pub struct LimitArgs {
     /// Most processes in one of the group's containers.
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// Disk quota of each of the group's sessions (out/ and work/), in MiB; applies to
+    /// sessions whose disk is made after the change.
+    #[arg(long)]
+    pub disk_quota_mb: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -700,7 +700,7 @@ mod routing {
             SupervisorConfig {
                 install_id: "t".into(),
                 image: "img".into(),
-                container_user: (1000, 1000),
+                disk: crate::supervisor::DiskSettings::off("unit test"),
                 limits: ContainerLimits {
                     memory_bytes: 64 << 20,
                     nano_cpus: 1_000_000_000,

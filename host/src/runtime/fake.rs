@@ -5,7 +5,8 @@
 //! same semantics as Docker where the host relies on them (validation and verification
 //! on create, name conflicts, names accepted as ids, idempotent stop/remove, label
 //! listing in any state), and can be told to fail the next call of a [`CallKind`] with a
-//! chosen [`RuntimeError`]. Tests can also make a container exit (`exit`) or plant a
+//! chosen [`RuntimeError`], or panic (`panic_next`, for the supervisor's panic handling).
+//! Tests can also make a container exit (`exit`) or plant a
 //! container that already exists when the host starts (`insert_existing`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -68,6 +69,8 @@ struct FakeState {
     /// Keyed by container id.
     containers: BTreeMap<String, ContainerInfo>,
     failures: HashMap<CallKind, VecDeque<RuntimeError>>,
+    /// Calls of these kinds panic, once per entry.
+    panics: Vec<CallKind>,
     n_created: u64,
 }
 
@@ -117,6 +120,11 @@ impl RecordingRuntime {
         let mut state = self.lock();
         let kind = call.kind();
         state.calls.push(call);
+        if let Some(at) = state.panics.iter().position(|k| *k == kind) {
+            state.panics.remove(at);
+            drop(state);
+            panic!("RecordingRuntime: injected panic in {kind:?}");
+        }
         let failure = state.failures.get_mut(&kind).and_then(VecDeque::pop_front);
         (state, failure)
     }
@@ -143,6 +151,11 @@ impl RecordingRuntime {
             .entry(kind)
             .or_default()
             .push_back(error);
+    }
+
+    /// Makes the next call of `kind` panic (as a bug in an engine client would).
+    pub fn panic_next(&self, kind: CallKind) {
+        self.lock().panics.push(kind);
     }
 
     /// A snapshot of every container the fake holds.

@@ -3,11 +3,15 @@
 //! `in/` `out/` `work/` split of DESIGN §3, and is the only code that writes `inbound.db`.
 //!
 //! Key types: [`SessionRef`] (which session, which group folder), [`SessionSetup`] (what is
-//! projected into a session's `inbound.db`), [`SessionStore`].
+//! projected into a session's `inbound.db`), [`SessionStore`]; [`owner::Owners`] (which uid a
+//! session's files and container belong to), [`disk::SessionDisk`] (its quota disk).
 
+pub mod disk;
 pub mod folder;
+pub mod owner;
 
 use crate::db::{DbError, DbThread};
+use owner::{Owner, Owners};
 use protocol::{AgentGroupId, Destination, SessionConfig, SessionId, SessionPaths, SessionRouting};
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -37,7 +41,7 @@ const MAX_OPEN: usize = 256;
 /// State of the session-store thread: open `inbound.db` connections by session.
 pub struct OpenFiles {
     sessions_root: PathBuf,
-    container_owner: Option<(u32, u32)>,
+    owners: Owners,
     open: HashMap<SessionId, (Connection, u64)>,
     clock: u64,
 }
@@ -65,13 +69,22 @@ impl OpenFiles {
                 self.open.remove(&oldest);
             }
             let paths = self.paths(session);
-            // Both files exist only once the folder is complete: then a reopen (routing into
+            // The marker exists once the folder is complete: then a reopen (routing into
             // more sessions than are kept open) skips the folder work, a measured 24% of
-            // this thread's time in `make bench`'s router row.
-            if !(paths.outbound_db().exists() && paths.inbound_db().exists()) {
-                folder::create(&paths, self.container_owner)?;
-            }
+            // this thread's time in `make bench`'s router row. A new folder gets its owner's
+            // uid (allocated now on a root host) before its marker exists.
+            let fresh = !folder::exists(&paths);
+            let owner = if fresh {
+                let owner = self.owners.resolve_blocking(&session.id)?;
+                folder::create(&paths, owner)?;
+                Some(owner)
+            } else {
+                None
+            };
             let conn = protocol::schema::open_inbound_writer(&paths.inbound_db())?;
+            if let Some(owner) = owner {
+                folder::finish_inbound(&paths, owner)?;
+            }
             self.open.insert(session.id.clone(), (conn, clock));
         }
         let entry = self
@@ -98,14 +111,42 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    /// Starts the store's thread. `container_owner` is the uid:gid that must own `out/` and
-    /// `work/` (the container's user) when the host runs as root.
+    /// Starts the store's thread with one fixed owner: `container_owner` is the uid:gid that
+    /// must own `out/` and `work/` (given when the host runs as root); `None` = no chown, and
+    /// containers run as the host's own uid (10001 when that is root, which a container may
+    /// never be). Tests and tools use this; `serve` uses [`SessionStore::start_with`].
     pub fn start(
         sessions_root: PathBuf,
         container_owner: Option<(u32, u32)>,
     ) -> Result<Arc<Self>, DbError> {
+        let owners = match container_owner {
+            Some((uid, gid)) => Owners::Fixed { uid, gid },
+            None if rustix::process::getuid().is_root() => Owners::HostUser {
+                uid: 10001,
+                gid: 10001,
+            },
+            None => Owners::HostUser {
+                uid: rustix::process::getuid().as_raw(),
+                gid: rustix::process::getgid().as_raw(),
+            },
+        };
+        Self::start_with(sessions_root, owners)
+    }
+
+    /// Starts the store's thread; new session folders belong to the owners `owners` names.
+    pub fn start_with(sessions_root: PathBuf, owners: Owners) -> Result<Arc<Self>, DbError> {
         std::fs::create_dir_all(&sessions_root).map_err(|source| DbError::Io {
             action: "creating",
+            path: sessions_root.clone(),
+            source,
+        })?;
+        // The host's alone: containers reach their folders through their mounts only.
+        std::fs::set_permissions(
+            &sessions_root,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .map_err(|source| DbError::Io {
+            action: "chmod",
             path: sessions_root.clone(),
             source,
         })?;
@@ -113,7 +154,7 @@ impl SessionStore {
         let thread = DbThread::spawn("sessions", move || {
             Ok(OpenFiles {
                 sessions_root: root,
-                container_owner,
+                owners,
                 open: HashMap::new(),
                 clock: 0,
             })
@@ -122,6 +163,18 @@ impl SessionStore {
             thread,
             sessions_root,
         }))
+    }
+
+    /// Makes sure the session's folder exists and says who owns it (the uid its container
+    /// runs as), on the store's thread.
+    pub async fn owner(&self, session: &SessionRef) -> Result<Owner, DbError> {
+        let session = session.clone();
+        self.thread
+            .call(move |files| {
+                files.inbound(&session)?;
+                files.owners.resolve_blocking(&session.id)
+            })
+            .await
     }
 
     pub fn paths(&self, session: &SessionRef) -> SessionPaths {
@@ -224,7 +277,11 @@ mod tests {
         for dir in [paths.in_dir(), paths.out_dir(), paths.work_dir()] {
             assert!(dir.is_dir(), "{}", dir.display());
         }
-        assert!(paths.outbound_db().is_file());
+        // Created by the first container start, never with the folder.
+        assert!(std::fs::symlink_metadata(paths.outbound_db()).is_err());
+        let owner = store.owner(&session).await.unwrap();
+        assert_ne!(owner.uid, 0, "a container never runs as root");
+        assert!(!owner.chown);
         let reader = protocol::schema::open_inbound_reader(&paths.inbound_db()).unwrap();
         assert_eq!(
             protocol::inbound::routing(&reader)

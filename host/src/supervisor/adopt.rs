@@ -7,6 +7,7 @@ use super::{LABEL_INSTALL, LABEL_SESSION, Running, Slot, Supervisor};
 use crate::db::central;
 use crate::runtime::ContainerState;
 use crate::session::SessionRef;
+use crate::session::owner::Owner;
 use protocol::SessionId;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,8 +52,18 @@ impl Supervisor {
                         agent_group: group.id,
                         group_folder: group.folder,
                     };
+                    // An adopted container keeps the uid it runs as (it may predate one uid
+                    // per session): its proxy socket must belong to that uid.
+                    let owner = match self.adopted_owner(&container.id, &session).await {
+                        Ok(owner) => owner,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot adopt; removing");
+                            let _ = self.runtime.remove(&container.id).await;
+                            continue;
+                        }
+                    };
                     let cancel = self.shutdown.child_token();
-                    if let Err(e) = self.serve_proxy(&session, cancel.clone()) {
+                    if let Err(e) = self.serve_proxy(&session, owner, cancel.clone()) {
                         tracing::warn!(error = %e, "cannot adopt; removing");
                         let _ = self.runtime.remove(&container.id).await;
                         continue;
@@ -77,6 +88,37 @@ impl Supervisor {
             }
         }
         Ok(adopted)
+    }
+
+    /// The uid:gid an adopted container runs as, as the engine reports it.
+    async fn adopted_owner(
+        &self,
+        container: &crate::runtime::ContainerId,
+        session: &SessionRef,
+    ) -> Result<Owner, String> {
+        let info = self
+            .runtime
+            .inspect(container)
+            .await
+            .map_err(|e| e.to_string())?;
+        let parsed = info
+            .policy
+            .user
+            .split_once(':')
+            .and_then(|(uid, gid)| Some((uid.parse().ok()?, gid.parse().ok()?)));
+        match parsed {
+            Some((uid, gid)) => Ok(Owner {
+                uid,
+                gid,
+                chown: rustix::process::getuid().is_root(),
+            }),
+            // Not numeric (policy refuses that on create): the session's own owner.
+            None => self
+                .sessions
+                .owner(session)
+                .await
+                .map_err(|e| e.to_string()),
+        }
     }
 
     /// Stops every container of this install (used by `serve --stop-containers-on-exit`).

@@ -28,8 +28,19 @@ impl Supervisor {
     }
 
     /// Starts containers for sessions whose scheduled rows are due and that have none; for a
-    /// session with nothing due after all (a task cancelled meanwhile), corrects the copy.
+    /// session with nothing due after all (a task cancelled meanwhile), corrects the copy. A
+    /// panic in here is logged and never ends the sweep.
     pub async fn wake_due(self: &Arc<Self>) {
+        use futures_util::FutureExt;
+        let woken = std::panic::AssertUnwindSafe(self.wake_due_sessions())
+            .catch_unwind()
+            .await;
+        if woken.is_err() && self.log_gate.should_log("supervisor.wake_due panic") {
+            tracing::error!("waking due sessions panicked; the next sweep tries again");
+        }
+    }
+
+    async fn wake_due_sessions(self: &Arc<Self>) {
         let now = protocol::time::now_ms();
         let due = match self
             .central

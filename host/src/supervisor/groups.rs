@@ -40,6 +40,23 @@ impl Supervisor {
         limits
     }
 
+    /// The disk quota of a session's agent group in MiB: the host's, unless the group sets
+    /// its own.
+    pub(super) async fn quota_for(&self, session: &SessionRef) -> u64 {
+        let group = session.agent_group.clone();
+        let overrides = self
+            .central
+            .call(move |conn| Ok(central::agent_group(conn, &group)?.overrides()))
+            .await;
+        match overrides {
+            Ok(overrides) => overrides.disk_quota_mb.unwrap_or(self.config.disk.quota_mb),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the group's quota failed; using the default");
+                self.config.disk.quota_mb
+            }
+        }
+    }
+
     /// Projects the destinations (and config) into every session of an agent group that has
     /// its files already: called after every change to the group's destinations.
     pub async fn reproject_group(&self, group: &protocol::AgentGroupId) {
@@ -113,7 +130,38 @@ impl Supervisor {
         for session in &sessions {
             self.stop_session(session, Duration::from_secs(5)).await;
         }
+        self.release_group_disks(group).await;
         sessions.len()
+    }
+
+    /// Unmounts the quota disks of every session of a group (it is being deleted).
+    async fn release_group_disks(&self, group: &protocol::AgentGroupId) {
+        let group_id = group.clone();
+        let found = self
+            .central
+            .call(move |conn| {
+                let group = central::agent_group(conn, &group_id)?;
+                let sessions = central::sessions::list_sessions(conn, Some(&group_id))?;
+                Ok((group, sessions))
+            })
+            .await;
+        let (group, sessions) = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(%group, error = %e, "cannot list the group's sessions to unmount their disks");
+                return;
+            }
+        };
+        for stored in sessions {
+            let session = SessionRef {
+                id: stored.id,
+                agent_group: group.id.clone(),
+                group_folder: group.folder.clone(),
+            };
+            if let Err(e) = self.release_disk(&session).await {
+                tracing::warn!(session_id = %session.id, error = %e, "unmounting the session's disk failed");
+            }
+        }
     }
 
     /// Whether a session has a container (running or starting) or waits in the queue.

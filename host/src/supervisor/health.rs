@@ -12,8 +12,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 impl Supervisor {
-    /// Called by the sweep: notices exited containers, stale heartbeats and idle sessions.
+    /// Called by the sweep: notices exited containers, stale heartbeats and idle sessions. A
+    /// panic in here (a bug, an engine client gone wrong) is logged and the next sweep runs
+    /// again: it never ends the sweep.
     pub async fn check(self: &Arc<Self>) {
+        use futures_util::FutureExt;
+        let checked = std::panic::AssertUnwindSafe(self.check_containers())
+            .catch_unwind()
+            .await;
+        if checked.is_err() && self.log_gate.should_log("supervisor.check panic") {
+            tracing::error!("checking the containers panicked; the next sweep tries again");
+        }
+    }
+
+    async fn check_containers(self: &Arc<Self>) {
         let listed = match self
             .runtime
             .list_by_label(LABEL_INSTALL, &self.config.install_id)
@@ -50,12 +62,22 @@ impl Supervisor {
             }
         }
         for session in stale {
-            tracing::warn!(session_id = %session.id, "heartbeat is stale; stopping the container");
+            if self
+                .log_gate
+                .should_log(&format!("supervisor.stale {}", session.id))
+            {
+                tracing::warn!(session_id = %session.id, "heartbeat is stale; stopping the container");
+            }
             self.stop_session(&session, Duration::ZERO).await;
             self.after_exit(&session, true).await;
         }
         for session in exited {
-            tracing::info!(session_id = %session.id, "container exited");
+            if self
+                .log_gate
+                .should_log(&format!("supervisor.exit {}", session.id))
+            {
+                tracing::info!(session_id = %session.id, "container exited");
+            }
             self.stop_session(&session, Duration::ZERO).await;
             self.after_exit(&session, true).await;
         }
@@ -66,6 +88,9 @@ impl Supervisor {
             }
             tracing::info!(session_id = %session.id, "idle; stopping the container");
             self.stop_session(&session, Duration::from_secs(5)).await;
+            // An idle session gives back its loop device and mount until its next start;
+            // one that crashed or failed keeps its out/ in view for the operator.
+            self.release_disk_if_stopped(&session).await;
             self.after_exit(&session, false).await;
         }
         // Containers of this install that no slot knows of and that are not running: reap.
@@ -197,8 +222,12 @@ impl Supervisor {
     }
 }
 
+/// The heartbeat's age. It lies in `out/`, so it is never followed if it is a link (a link's
+/// own time counts, which only the session's own container can fake for itself).
 fn heartbeat_age(path: &std::path::Path) -> Option<Duration> {
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    let modified = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()?;
     SystemTime::now()
         .duration_since(modified)
         .ok()

@@ -146,7 +146,7 @@ impl InProcessHost {
             SupervisorConfig {
                 install_id: "bench-router".to_owned(),
                 image: "never-started".to_owned(),
-                container_user: (10001, 10001),
+                disk: host::supervisor::DiskSettings::off("the router bench starts no container"),
                 limits: ContainerLimits::default(),
                 // Zero slots: a wake only queues, so no container is ever started.
                 max_containers: 0,

@@ -52,6 +52,10 @@ pub struct ContainerOverrides {
     pub cpus: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
+    /// Hard cap on each session's `out/` and `work/`, in MiB; applies to sessions whose disk
+    /// is made after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_quota_mb: Option<u64>,
 }
 
 impl ContainerOverrides {
@@ -76,6 +80,13 @@ impl ContainerOverrides {
         {
             return Err(DbError::Invalid(format!("pids_limit {pids} is below 8")));
         }
+        if let Some(mb) = self.disk_quota_mb
+            && !(16..=1 << 24).contains(&mb)
+        {
+            return Err(DbError::Invalid(format!(
+                "disk_quota_mb {mb} is outside 16..=16777216"
+            )));
+        }
         Ok(())
     }
 
@@ -85,6 +96,7 @@ impl ContainerOverrides {
             memory_mb: over.memory_mb.or(self.memory_mb),
             cpus: over.cpus.or(self.cpus),
             pids_limit: over.pids_limit.or(self.pids_limit),
+            disk_quota_mb: over.disk_quota_mb.or(self.disk_quota_mb),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod people;
 pub mod questions;
 pub mod sessions;
 pub mod tasks;
+pub mod uids;
 pub mod usage;
 pub mod wirings;
 
@@ -42,6 +43,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/central/001_init.sql"),
     include_str!("../../../migrations/central/002_people_approvals.sql"),
     include_str!("../../../migrations/central/003_tasks_questions_agents.sql"),
+    include_str!("../../../migrations/central/004_session_failures.sql"),
+    // 005 must stay after 004.
+    include_str!("../../../migrations/central/005_session_uids.sql"),
 ];
 
 /// Opens (creating if needed) and migrates the central DB.
