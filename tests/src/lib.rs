@@ -8,6 +8,8 @@
 //! the `CRABPOT_SKIP_DOCKER=1` escape hatch, listing and inspecting containers by label, `exec`
 //! inside a container, a drop guard that removes containers), and [`http_client`] a small HTTP/1
 //! client over TCP or a unix socket with an SSE parser, so tests can talk to servers directly.
+//! [`process_usage`] reads what a process takes (RSS, peak RSS, file descriptors, CPU share) from
+//! `/proc`, for the hostile-session suite's bounds and `make bench`.
 //!
 //! Nothing here sleeps to wait for something: waits are notifications or polls with an
 //! explicit deadline, and every server binds its port before it is spawned.
@@ -15,10 +17,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bench;
+pub mod crash;
 pub mod docker;
 pub mod fake_model;
 pub mod host_process;
 pub mod http_client;
+pub mod process_usage;
 
 use std::path::PathBuf;
 

@@ -125,6 +125,7 @@ impl CliClient {
                     }
                 }
                 ServerLine::Error { message, .. } => bail!("the host refused {text:?}: {message}"),
+                ServerLine::Subscribed { .. } => {}
             }
         }
     }

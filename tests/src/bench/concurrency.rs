@@ -1,7 +1,8 @@
 //! Many containers at once: `n` chats, each its own session, each answered by its own
 //! container, all running together; then, with every container up, one more message per
 //! chat, timing the host's routing (message written -> `accepted`, i.e. durable) and the
-//! replies, and checking that every chat is answered. The host's RSS is read while all run.
+//! replies, and checking that every chat is answered. The host's RSS is read while all run,
+//! and its CPU once all are idle.
 //!
 //! The chats are `cli` chats `bench-<i>`, wired by [`start_host_with_chats`].
 
@@ -26,6 +27,8 @@ use crate::host_process::{HostOptions, HostProcess, INSTALL_LABEL, ModelConfig};
 const START_ALL_TIMEOUT: Duration = Duration::from_secs(420);
 /// How long the second round's replies may take.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the host's CPU is watched with every container idle.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct ConcurrencyRun {
@@ -45,6 +48,10 @@ pub struct ConcurrencyRun {
     pub host_cpu_ms_per_message: f64,
     /// How busy the machine's CPUs were during that round (0..1).
     pub machine_busy: f64,
+    /// The host's CPU afterwards, every container up and idle, in percent of one core, over
+    /// `idle_window_secs`.
+    pub idle_host_cpu_percent: f64,
+    pub idle_window_secs: f64,
 }
 
 pub async fn measure(bench: &Bench, docker: &Docker, n: usize) -> anyhow::Result<ConcurrencyRun> {
@@ -112,6 +119,13 @@ async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result
     let busy = machine_after.0.saturating_sub(machine_before.0) as f64;
     let idle = machine_after.1.saturating_sub(machine_before.1) as f64;
     let running_after = count_running(docker, host.install_id()).await?;
+    // Every chat is answered: now all containers idle, and an idle session costs the host
+    // no CPU (issue 8: the host's own reads must not wake it).
+    let idle_cpu_before = cpu_millis(host_pid)?;
+    let idle_started = Instant::now();
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let idle_window_secs = idle_started.elapsed().as_secs_f64();
+    let idle_host_cpu_percent = (cpu_millis(host_pid)? - idle_cpu_before) / 10.0 / idle_window_secs;
     Ok(ConcurrencyRun {
         containers: n,
         running_peak: running_peak.max(running_after),
@@ -122,6 +136,8 @@ async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result
         host_rss_kib,
         host_cpu_ms_per_message,
         machine_busy: busy / (busy + idle).max(1.0),
+        idle_host_cpu_percent,
+        idle_window_secs,
     })
 }
 
@@ -152,7 +168,7 @@ async fn round(
                     break;
                 }
                 ServerLine::Reply { text, .. } => note_reply(&text, &mut sent_at, &mut reply),
-                ServerLine::TurnComplete { .. } => {}
+                ServerLine::TurnComplete { .. } | ServerLine::Subscribed { .. } => {}
                 ServerLine::Error { message, .. } => {
                     bail!("the host refused a message to {}: {message}", chat(i))
                 }
@@ -162,7 +178,11 @@ async fn round(
     while !sent_at.is_empty() && Instant::now() < deadline {
         match client.next(deadline).await {
             Ok(ServerLine::Reply { text, .. }) => note_reply(&text, &mut sent_at, &mut reply),
-            Ok(ServerLine::Accepted { .. } | ServerLine::TurnComplete { .. }) => {}
+            Ok(
+                ServerLine::Accepted { .. }
+                | ServerLine::TurnComplete { .. }
+                | ServerLine::Subscribed { .. },
+            ) => {}
             Ok(ServerLine::Error { message, .. }) => bail!("the host reported: {message}"),
             Err(_) => break,
         }

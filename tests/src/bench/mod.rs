@@ -7,6 +7,8 @@
 //! The parts, one module each: [`resources`] (binary size, start-up, RSS, image size),
 //! [`router`] (in-process throughput next to raw SQLite commits), [`warm`] (warm latency in
 //! both wake modes), [`cold`] (cold start split), [`concurrency`] (many containers at once).
+//! [`fairness`] (one session's flood against another's replies, a backlog's drain rate, and
+//! the host's CPU with every container idle, from the concurrency part's containers).
 //! [`rows`] turns their results into rows and notes. [`Scale`] sizes the runs (`full` is the
 //! issue's sizes; `quick` is a look in about a minute). [`cleanup`] makes sure no container
 //! outlives the run, even when it is interrupted.
@@ -18,6 +20,7 @@ pub mod clock;
 pub mod cold;
 pub mod commit_watch;
 pub mod concurrency;
+pub mod fairness;
 pub mod machine;
 pub mod report;
 pub mod resources;
@@ -59,6 +62,10 @@ pub struct Sizes {
     pub router_senders: usize,
     pub concurrent_containers: usize,
     pub startup_runs: usize,
+    /// Victim turns alone and again under a flood.
+    pub fairness_turns: usize,
+    /// Rows of the backlog drained at once.
+    pub backlog_rows: usize,
 }
 
 impl Scale {
@@ -74,6 +81,8 @@ impl Scale {
                 router_senders: 8,
                 concurrent_containers: 200,
                 startup_runs: 10,
+                fairness_turns: 100,
+                backlog_rows: 10_000,
             },
             Scale::Quick => Sizes {
                 warm_messages: 30,
@@ -85,6 +94,8 @@ impl Scale {
                 router_senders: 8,
                 concurrent_containers: 20,
                 startup_runs: 3,
+                fairness_turns: 20,
+                backlog_rows: 2_000,
             },
         }
     }
@@ -124,8 +135,10 @@ pub enum Part {
     Poll,
     /// Cold start.
     Cold,
-    /// Many containers at once, host RSS with them.
+    /// Many containers at once, host RSS with them, host CPU with all of them idle.
     Concurrency,
+    /// One session's flood against another's replies, and a backlog's drain rate.
+    Fairness,
 }
 
 /// What every part of the run shares.
@@ -241,6 +254,20 @@ pub async fn run(bench: &Bench, docker: &Docker) -> anyhow::Result<Report> {
             concurrency::measure(bench, docker, sizes.concurrent_containers),
         )
         .await;
+    let flood = bench
+        .part(
+            Part::Fairness,
+            "another session's replies under one session's flood",
+            fairness::measure_flood(bench, sizes.fairness_turns),
+        )
+        .await;
+    let drain = bench
+        .part(
+            Part::Fairness,
+            "backlog drain rate",
+            fairness::measure_drain(bench, sizes.backlog_rows),
+        )
+        .await;
 
     let findings = rows::Findings {
         binary_bytes,
@@ -251,6 +278,8 @@ pub async fn run(bench: &Bench, docker: &Docker) -> anyhow::Result<Report> {
         warm_poll,
         cold,
         concurrency,
+        flood,
+        drain,
     };
     let _ = std::fs::remove_dir_all(&bench.work_dir);
     let (rows, notes) = findings.into_rows(bench.scale);

@@ -4,6 +4,7 @@
 use super::Scale;
 use super::cold::ColdRun;
 use super::concurrency::ConcurrencyRun;
+use super::fairness::{self, DrainRun, FloodRun};
 use super::report::{Met, Row, megabytes, ms, timing_figure};
 use super::router::RouterRun;
 use super::stats::Distribution;
@@ -30,6 +31,8 @@ pub struct Findings {
     pub warm_poll: anyhow::Result<WarmRun>,
     pub cold: anyhow::Result<ColdRun>,
     pub concurrency: anyhow::Result<ConcurrencyRun>,
+    pub flood: anyhow::Result<FloodRun>,
+    pub drain: anyhow::Result<DrainRun>,
 }
 
 impl Findings {
@@ -41,6 +44,7 @@ impl Findings {
         self.router_row(&mut rows);
         self.memory_rows(&mut rows);
         self.concurrency_row(&mut rows);
+        rows.extend(fairness::rows(&self.concurrency, &self.flood, &self.drain));
         self.binary_rows(&mut rows);
         self.explain(&rows, &mut notes);
         if scale == Scale::Quick {

@@ -88,7 +88,16 @@ pub struct Platform {
 impl Platform {
     pub async fn connect(host: &HostProcess) -> Platform {
         let stream = UnixStream::connect(host.cli_socket()).await.unwrap();
-        let (read, write) = stream.into_split();
+        let (read, mut write) = stream.into_split();
+        // The host sends a chat's replies only to terminals subscribed to it; a platform
+        // receives every chat (its `subscribed` answer is not counted by `say`).
+        let subscribe = ClientLine::Subscribe {
+            chat: None,
+            all_chats: true,
+        };
+        let mut json = serde_json::to_string(&subscribe).unwrap();
+        json.push('\n');
+        write.write_all(json.as_bytes()).await.unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let arrived = Arc::new(Notify::new());
         let (sink, notify) = (Arc::clone(&lines), Arc::clone(&arrived));
