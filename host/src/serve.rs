@@ -177,6 +177,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         Arc::clone(&fd_budget),
     )
     .context("building the model proxy")?;
+    let proxy_gate = proxy.log_gate();
     tasks.spawn(persist_usage(Arc::clone(&central), usage_rx, root.clone()));
 
     let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -238,6 +239,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         .take_host_messages()
         .context("the router's host messages were already taken")?;
     let cli_channel = CliChannel::new_with(CliLimits::default(), Arc::clone(&fd_budget));
+    let cli_gate = cli_channel.log_gate();
     let mut channels = Channels::default();
     channels.register(cli_channel.clone());
     let delivery_interval = match config.wake_mode {
@@ -265,6 +267,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
             ..crate::delivery::OutboundLimits::default()
         },
     });
+    let delivery_gate = delivery.log_gate();
     tasks.spawn(delivery.run(out_rx, notice_rx, host_message_rx, arrival_rx, root.clone()));
     tasks.spawn(crate::sweep::run(
         Arc::clone(&supervisor),
@@ -294,6 +297,9 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         tasks.clone(),
         root.clone(),
     ));
+    for gate in [proxy_gate, supervisor.log_gate(), delivery_gate, cli_gate] {
+        tasks.spawn(gate.run_flusher(root.clone()));
+    }
     tracing::info!(data_dir = %data_dir.display(), install = %install_id, "crabpot is serving");
 
     shutdown_signal().await;

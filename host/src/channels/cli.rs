@@ -141,10 +141,16 @@ pub struct CliChannel {
     next_id: AtomicU64,
     limits: CliLimits,
     fd_budget: Arc<FdBudget>,
-    log_gate: LogGate,
+    log_gate: Arc<LogGate>,
 }
 
 impl CliChannel {
+    /// The gate its repeated warnings go through (`serve` runs its flusher, so the count of
+    /// a warning that stopped repeating is logged too).
+    pub fn log_gate(&self) -> Arc<crate::log_gate::LogGate> {
+        Arc::clone(&self.log_gate)
+    }
+
     /// A channel with the default [`CliLimits`] and no descriptor budget.
     pub fn new() -> Arc<Self> {
         Self::new_with(CliLimits::default(), FdBudget::unlimited())
@@ -162,7 +168,7 @@ impl CliChannel {
             next_id: AtomicU64::new(1),
             limits,
             fd_budget,
-            log_gate: LogGate::new(LOG_WINDOW),
+            log_gate: Arc::new(LogGate::new(LOG_WINDOW)),
         })
     }
 

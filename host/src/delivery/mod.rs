@@ -84,7 +84,7 @@ pub struct Delivery {
     files_dir: PathBuf,
     limits: OutboundLimits,
     /// Coalesces repeated warnings per session (a flood of refused rows is one line).
-    log_gate: crate::log_gate::LogGate,
+    log_gate: Arc<crate::log_gate::LogGate>,
     #[cfg(test)]
     read_gate: Mutex<Option<reader::ReadGate>>,
 }
@@ -160,6 +160,12 @@ impl RowOutcome {
 }
 
 impl Delivery {
+    /// The gate its repeated warnings go through (`serve` runs its flusher, so the count of
+    /// a warning that stopped repeating is logged too).
+    pub fn log_gate(&self) -> Arc<crate::log_gate::LogGate> {
+        Arc::clone(&self.log_gate)
+    }
+
     pub fn new(parts: DeliveryParts) -> Arc<Self> {
         Arc::new(Self {
             sessions: parts.sessions,
@@ -172,7 +178,7 @@ impl Delivery {
             tasks: parts.tasks,
             files_dir: parts.files_dir,
             limits: parts.outbound_limits,
-            log_gate: crate::log_gate::LogGate::new(LOG_WINDOW),
+            log_gate: Arc::new(crate::log_gate::LogGate::new(LOG_WINDOW)),
             #[cfg(test)]
             read_gate: Mutex::new(None),
         })

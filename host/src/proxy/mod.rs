@@ -142,10 +142,16 @@ pub struct Proxy {
     limits: ProxyLimits,
     fd_budget: Arc<FdBudget>,
     /// Coalesces the warnings of every session this proxy serves (keys name the session).
-    log_gate: LogGate,
+    log_gate: Arc<LogGate>,
 }
 
 impl Proxy {
+    /// The gate its repeated warnings go through (`serve` runs its flusher, so the count of
+    /// a warning that stopped repeating is logged too).
+    pub fn log_gate(&self) -> Arc<crate::log_gate::LogGate> {
+        Arc::clone(&self.log_gate)
+    }
+
     /// A proxy forwarding to `upstream` (or answering 503 when it is `None`) and sending one
     /// [`UsageRecord`] per forwarded request on `usage`, with the default [`ProxyLimits`] and
     /// no descriptor budget ([`FdBudget::unlimited`]).
@@ -189,7 +195,7 @@ impl Proxy {
             max_request_body_bytes: MAX_REQUEST_BODY_BYTES,
             limits,
             fd_budget,
-            log_gate: LogGate::new(LOG_WINDOW),
+            log_gate: Arc::new(LogGate::new(LOG_WINDOW)),
         }))
     }
 

@@ -119,7 +119,7 @@ pub struct Supervisor {
     /// Sessions marked failed (see `quarantine`): they get no container.
     failures: quarantine::Failures,
     /// Coalesces the warnings a crash-looping session repeats (failed starts, exits).
-    log_gate: crate::log_gate::LogGate,
+    log_gate: Arc<crate::log_gate::LogGate>,
 }
 
 pub struct SupervisorParts {
@@ -134,6 +134,12 @@ pub struct SupervisorParts {
 }
 
 impl Supervisor {
+    /// The gate its repeated warnings go through (`serve` runs its flusher, so the count of
+    /// a warning that stopped repeating is logged too).
+    pub fn log_gate(&self) -> Arc<crate::log_gate::LogGate> {
+        Arc::clone(&self.log_gate)
+    }
+
     pub fn new(config: SupervisorConfig, parts: SupervisorParts) -> Arc<Self> {
         Arc::new(Self {
             config,
@@ -147,7 +153,7 @@ impl Supervisor {
             out_changed: parts.out_changed,
             notices: parts.notices,
             failures: quarantine::Failures::default(),
-            log_gate: crate::log_gate::LogGate::new(Duration::from_secs(60)),
+            log_gate: Arc::new(crate::log_gate::LogGate::new(Duration::from_secs(60))),
         })
     }
 
