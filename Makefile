@@ -7,6 +7,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CRABPOT := $(TARGET_DIR)/debug/crabpot
 
 .PHONY: build image run test check-docker fmt clippy bench
+.PHONY: fuzz fuzz-smoke crash-test
 
 build:
 	$(CARGO) build --workspace
@@ -51,6 +52,30 @@ bench:
 	@$(MAKE) --no-print-directory image
 	$(CARGO) build --release -p host -p tests
 	CRABPOT_BIN=$(TARGET_DIR)/release/crabpot $(TARGET_DIR)/release/bench --scale $(SCALE)
+
+# Fuzzes the host's edge with cargo-fuzz (nightly, address sanitizer, own target dir): each
+# target of fuzz/ for its set time (FUZZ_SECONDS=<n> for all; see fuzz/run.sh), then a table
+# of the executions each reached without a crash. A crash fails with its reproducer under
+# fuzz/artifacts/. Installs cargo-fuzz if needed.
+FUZZ_SECONDS ?=
+fuzz:
+	$(if $(FUZZ_SECONDS),FUZZ_SECONDS=$(FUZZ_SECONDS)) bash fuzz/run.sh
+
+# CI's short run of every fuzz target.
+fuzz-smoke:
+	FUZZ_SECONDS=10 bash fuzz/run.sh
+
+# SIGKILLs the release host CRASH_KILLS times at random points around a stream of messages
+# over CRASH_SESSIONS chats and counts what was lost or duplicated, at the client and in the
+# session files (tests/src/crash). CRASH_SEED=<n> replays a run.
+CRASH_KILLS ?= 50
+CRASH_SESSIONS ?= 4
+CRASH_SEED ?=
+crash-test:
+	@docker info >/dev/null 2>&1 || { echo "make crash-test: Docker is not reachable (docker info failed); the crash test runs real containers. Start the Docker engine and try again." >&2; exit 1; }
+	@$(MAKE) --no-print-directory image
+	$(CARGO) build --release -p host -p tests
+	CRABPOT_BIN=$(TARGET_DIR)/release/crabpot $(TARGET_DIR)/release/crash_test --kills $(CRASH_KILLS) --sessions $(CRASH_SESSIONS) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
 
 # The one test command: format, lints, and every test including the Docker end-to-end ones.
 test: check-docker fmt clippy
