@@ -5,9 +5,9 @@
 # out-of-memory input fails the run, naming its reproducer (fuzz/artifacts/<target>/...).
 #
 # Settings (environment): FUZZ_SECONDS (seconds per target; default 120, but 1200 for
-# outbound_reader and 300 for proxy_request, the two slow ones: a real SQLite open and a
-# real HTTP connection per input, so that every target passes 1,000,000 executions on two
-# cores), FUZZ_TARGETS (default all),
+# outbound_reader, 300 for proxy_request and 180 for admin_request, the slow ones: a real
+# SQLite open and a real HTTP connection per input, so that every target passes 1,000,000
+# executions on two cores), FUZZ_TARGETS (default all),
 # FUZZ_TARGET_DIR (default /var/tmp/crabpot-fuzz-target), FUZZ_WORK_DIR (corpus and logs,
 # default /var/tmp/crabpot-fuzz), FUZZ_TOOLCHAIN (default nightly).
 set -euo pipefail
@@ -17,6 +17,7 @@ default_seconds() {
   case "$1" in
     outbound_reader) echo 1200 ;;
     proxy_request) echo 300 ;;
+    admin_request) echo 180 ;;
     *) echo 120 ;;
   esac
 }
@@ -62,6 +63,8 @@ for target in $targets; do
     runs="$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -n 1)"
   fi
   runs="${runs:-0}"
+  rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)"
+  rate="${rate:-$((runs / (seconds > 0 ? seconds : 1)))}"
   if [ "$status" -eq 0 ]; then
     result="ok"
   else
@@ -75,7 +78,7 @@ for target in $targets; do
       echo "fuzz: (or cargo +$toolchain fuzz run --target-dir $target_dir $target $reproducer)" >&2
     fi
   fi
-  rows+=("| $target | $seconds | $runs | $((runs / (seconds > 0 ? seconds : 1))) | $result |")
+  rows+=("| $target | $seconds | $runs | $rate | $result |")
 done
 
 echo
