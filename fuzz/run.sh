@@ -4,7 +4,7 @@
 # and prints per target the executions reached without a crash. A crash, a timeout or an
 # out-of-memory input fails the run, naming its reproducer (fuzz/artifacts/<target>/...).
 #
-# Settings (environment): FUZZ_SECONDS (seconds per target; default 120, but 1200 for
+# Settings (environment): FUZZ_SECONDS (seconds per target; default 120, but 1500 for
 # outbound_reader, 300 for proxy_request and 180 for admin_request, the slow ones: a real
 # SQLite open and a real HTTP connection per input, so that every target passes 1,000,000
 # executions on two cores), FUZZ_TARGETS (default all),
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 default_seconds() {
   case "$1" in
-    outbound_reader) echo 1200 ;;
+    outbound_reader) echo 1500 ;;
     proxy_request) echo 300 ;;
     admin_request) echo 180 ;;
     *) echo 120 ;;
