@@ -57,9 +57,13 @@ impl Supervisor {
         }
     }
 
-    /// Projects the destinations (and config) into every session of an agent group that has
-    /// its files already: called after every change to the group's destinations.
-    pub async fn reproject_group(&self, group: &protocol::AgentGroupId) {
+    /// The sessions of an agent group, as references; `None` (logged, naming what they were
+    /// wanted `for_what`) when the central DB cannot list them.
+    async fn group_sessions(
+        &self,
+        group: &protocol::AgentGroupId,
+        for_what: &str,
+    ) -> Option<Vec<SessionRef>> {
         let group_id = group.clone();
         let found = self
             .central
@@ -69,19 +73,31 @@ impl Supervisor {
                 Ok((group, sessions))
             })
             .await;
-        let (group, sessions) = match found {
-            Ok(found) => found,
+        match found {
+            Ok((group, sessions)) => Some(
+                sessions
+                    .into_iter()
+                    .map(|stored| SessionRef {
+                        id: stored.id,
+                        agent_group: group.id.clone(),
+                        group_folder: group.folder.clone(),
+                    })
+                    .collect(),
+            ),
             Err(e) => {
-                tracing::warn!(%group, error = %e, "cannot list the group's sessions to project");
-                return;
+                tracing::warn!(%group, error = %e, "cannot list the group's sessions to {for_what}");
+                None
             }
+        }
+    }
+
+    /// Projects the destinations (and config) into every session of an agent group that has
+    /// its files already: called after every change to the group's destinations.
+    pub async fn reproject_group(&self, group: &protocol::AgentGroupId) {
+        let Some(sessions) = self.group_sessions(group, "project").await else {
+            return;
         };
-        for stored in sessions {
-            let session = SessionRef {
-                id: stored.id,
-                agent_group: group.id.clone(),
-                group_folder: group.folder.clone(),
-            };
+        for session in sessions {
             if !self.sessions.paths(&session).inbound_db().exists() {
                 continue;
             }
@@ -136,28 +152,10 @@ impl Supervisor {
 
     /// Unmounts the quota disks of every session of a group (it is being deleted).
     async fn release_group_disks(&self, group: &protocol::AgentGroupId) {
-        let group_id = group.clone();
-        let found = self
-            .central
-            .call(move |conn| {
-                let group = central::agent_group(conn, &group_id)?;
-                let sessions = central::sessions::list_sessions(conn, Some(&group_id))?;
-                Ok((group, sessions))
-            })
-            .await;
-        let (group, sessions) = match found {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(%group, error = %e, "cannot list the group's sessions to unmount their disks");
-                return;
-            }
+        let Some(sessions) = self.group_sessions(group, "unmount their disks").await else {
+            return;
         };
-        for stored in sessions {
-            let session = SessionRef {
-                id: stored.id,
-                agent_group: group.id.clone(),
-                group_folder: group.folder.clone(),
-            };
+        for session in sessions {
             if let Err(e) = self.release_disk(&session).await {
                 tracing::warn!(session_id = %session.id, error = %e, "unmounting the session's disk failed");
             }
