@@ -1,5 +1,6 @@
-//! Chat commands the runner answers itself, without the model. There is one: `/clear`
-//! (`protocol::content::CLEAR_COMMAND`), a `chat` row whose trimmed text is exactly that.
+//! Chat commands the runner answers itself, without the model. This module has `/clear`
+//! (`protocol::content::CLEAR_COMMAND`), a `chat` row whose trimmed text is exactly that;
+//! `/stop`, which acts on a running turn, has its own module (`crate::stop`).
 //!
 //! From a sender the host marked as owner or admin (`sender_role` in the row's content) it
 //! empties the transcript, completes that row and every row before it in the batch (they

@@ -6,7 +6,9 @@
 //! [`Runner::process_pending`] to run a single turn, as tests do). Modules, one noun each:
 //! [`config`] (options, tool limits and session limits), [`store`] (the session files, on
 //! their own thread), [`wake`] (file events and the fallback poll), [`heartbeat`], [`turn`]
-//! (one turn and the final-reply rule), [`commands`] (`/clear`), [`prompt`] (system prompt,
+//! (one turn and the final-reply rule), [`commands`] (`/clear`), [`stop`] (`/stop`, which
+//! cancels the running turn), [`live`] (live drafts of the reply over the proxy socket),
+//! [`prompt`] (system prompt,
 //! skills and rendered messages), [`transcript`] (the resumable JSONL conversation),
 //! [`compaction`] (summarising older turns near the context limit), [`tools`] (the tool
 //! registry and every tool), [`model`] (OpenAI and Anthropic over the proxy, tool schemas
@@ -19,10 +21,12 @@ pub mod compaction;
 pub mod config;
 pub mod heartbeat;
 pub mod http;
+pub mod live;
 pub mod model;
 pub mod prompt;
 pub mod runner;
 pub mod sse;
+pub mod stop;
 pub mod store;
 pub mod tools;
 pub mod transcript;

@@ -1,21 +1,25 @@
 //! The runner's life: open the session ([`Runner::open`], retrying while the files are busy),
 //! then heartbeat, wake on new rows (and when a scheduled row comes due), and run turns until
 //! shut down ([`Runner::run_until`]). [`Runner::process_pending`] runs at most one turn (or
-//! one `/clear`) and is what tests drive directly.
+//! one `/clear` or `/stop`) and is what tests drive directly. While a turn runs, the runner
+//! watches for `/stop` at the same time (`stop::watch`, on the same wake events).
 //!
 //! Errors are [`RunnerError`]; [`RunnerError::exit_code`] maps them to the documented exit
 //! codes of the binary.
 
 use crate::commands;
 use crate::config::{Limits, RunnerOptions};
+use crate::live::LiveClient;
 use crate::model::ModelClient;
+use crate::stop::{self, Starters, StopRequest};
 use crate::store::{OnWakeRows, StoreError, StoreThread};
 use crate::tools::ToolRegistry;
 use crate::tools::workspace::Workspace;
 use crate::transcript::{Transcript, TranscriptError};
-use crate::turn::{TurnContext, TurnError, TurnSummary, run_turn};
+use crate::turn::{TurnContext, TurnError, TurnOutcome, TurnSummary, run_turn};
 use crate::wake::Wake;
 use crate::{EXIT_FAILURE, EXIT_SESSION_NOT_READY, EXIT_SESSION_UNUSABLE, heartbeat};
+use protocol::MessageId;
 use std::future::Future;
 use std::time::Duration;
 use tracing::Instrument;
@@ -72,6 +76,10 @@ pub struct Runner {
     tools: ToolRegistry,
     workspace: Workspace,
     transcript: Transcript,
+    live: LiveClient,
+    /// File events of `in/`, while [`Runner::run_until`] runs; a turn watches them for
+    /// `/stop` too.
+    wake: Option<Wake>,
     /// No turn has run in this process yet, so `on_wake` rows are still due.
     fresh: bool,
 }
@@ -115,6 +123,8 @@ impl Runner {
         );
         Ok(Self {
             workspace: Workspace::new(options.paths.work_dir()),
+            live: LiveClient::new(options.paths.proxy_socket()),
+            wake: None,
             options,
             store,
             limits,
@@ -155,7 +165,27 @@ impl Runner {
             self.reconfigure(config);
         }
         self.fresh = false;
-        if let Some(command) = commands::find_clear(&rows) {
+        let clear = commands::find_clear(&rows);
+        let mut rows = rows;
+        let stop = StopRequest::new();
+        if let Some((index, command)) = stop::find_stop(&rows)
+            && clear.is_none_or(|clear| index < clear.index)
+        {
+            // The /stop came with the rows of the turn it would stop.
+            rows.truncate(index);
+            let starters = Starters::of(&rows);
+            let reply = if !rows.iter().any(|row| row.trigger) {
+                Some(stop::NOTHING_RUNNING_REPLY)
+            } else if !command.may_stop(&starters) {
+                Some(stop::STOP_REFUSED_REPLY)
+            } else {
+                None
+            };
+            if let Some(reply) = reply {
+                return Ok(Some(self.answer_stop(&command.row, reply).await?));
+            }
+            stop.stop(command.row);
+        } else if let Some(command) = clear {
             let span = tracing::info_span!("clear", authorized = command.authorized);
             let summary =
                 commands::run_clear(&self.store.handle, &mut self.transcript, &rows, command)
@@ -163,6 +193,8 @@ impl Runner {
                     .await?;
             return Ok(Some(summary));
         }
+        let turn_rows: Vec<MessageId> = rows.iter().map(|row| row.id.clone()).collect();
+        let starters = Starters::of(&rows);
         let context = TurnContext {
             store: &self.store.handle,
             model: &self.model,
@@ -173,9 +205,45 @@ impl Runner {
             group_dir: &self.options.group_dir,
             workspace: &self.workspace,
             tool_limits: &self.options.tool_limits,
+            live: &self.live,
+            stop: &stop,
         };
         let span = tracing::info_span!("turn", n_rows = rows.len());
-        Ok(Some(run_turn(context, rows).instrument(span).await?))
+        let turn = run_turn(context, rows).instrument(span);
+        let watch = stop::watch(
+            &self.store.handle,
+            self.wake.as_mut(),
+            &turn_rows,
+            &starters,
+            &stop,
+        );
+        tokio::select! {
+            biased;
+            summary = turn => Ok(Some(summary?)),
+            never = watch => match never {},
+        }
+    }
+
+    /// Answers a `/stop` that has no turn of its own to stop, and completes it.
+    async fn answer_stop(
+        &self,
+        row: &MessageId,
+        reply: &'static str,
+    ) -> Result<TurnSummary, RunnerError> {
+        let outcome = if reply == stop::NOTHING_RUNNING_REPLY {
+            TurnOutcome::NothingToStop
+        } else {
+            TurnOutcome::StopRefused
+        };
+        tracing::info!(?outcome, "answered /stop");
+        let replies = stop::answer(&self.store.handle, row, reply).await?;
+        Ok(TurnSummary {
+            outcome,
+            rows: vec![row.clone()],
+            model_calls: 0,
+            replies,
+            effects: Default::default(),
+        })
     }
 
     /// Picks up a changed model or limits; the intervals and `watch_files` keep their
@@ -208,11 +276,11 @@ impl Runner {
             self.options.paths.heartbeat(),
             self.limits.heartbeat_interval,
         );
-        let mut wake = Wake::new(
+        self.wake = Some(Wake::new(
             &self.options.paths.in_dir(),
             self.limits.poll_interval,
             self.limits.config.watch_files,
-        );
+        ));
         tokio::pin!(shutdown);
         let result = loop {
             // Rows due by now are seen by `process_all`; any due later is waited for below,
@@ -232,7 +300,7 @@ impl Runner {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
-                reason = wake.next() => tracing::trace!(?reason, "woke"),
+                reason = next_wake(self.wake.as_mut()) => tracing::trace!(?reason, "woke"),
                 () = sleep_until_unix_ms(next_due) => tracing::trace!("a scheduled row came due"),
             }
         };
@@ -276,6 +344,14 @@ impl Runner {
     /// Stops the store thread after its current transaction.
     pub async fn close(self) {
         self.store.close().await;
+    }
+}
+
+/// The next wake event; never when there is no [`Wake`].
+async fn next_wake(wake: Option<&mut Wake>) -> crate::wake::WakeReason {
+    match wake {
+        Some(wake) => wake.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -7,11 +7,19 @@
 //! When the model cannot be reached the user is told why, and the rows are still completed,
 //! so nothing hangs. Before each model call the conversation is compacted when it would
 //! outgrow the context window (`compaction`).
+//!
+//! While the model writes what may be the final reply, its text is drafted live to the host
+//! (`live::ReplyDraft`); a response that calls a tool takes its draft back. An allowed `/stop`
+//! ([`StopRequest`]) cuts the model call or tool in flight: the turn ends with one reply
+//! keeping the text shown so far and a line saying it was stopped, recorded in the
+//! transcript, and its rows and the `/stop` row are completed (`stop`).
 
 use crate::compaction::{self, Compaction};
 use crate::config::{Limits, ToolLimits};
-use crate::model::{ModelClient, ModelRequest};
+use crate::live::{LiveClient, ReplyDraft};
+use crate::model::{ModelClient, ModelRequest, StreamNote};
 use crate::prompt;
+use crate::stop::{self, StopRequest};
 use crate::store::{StoreError, StoreHandle};
 use crate::tools::workspace::Workspace;
 use crate::tools::{ToolContext, ToolRegistry, TurnEffects, send_message};
@@ -45,6 +53,10 @@ pub struct TurnContext<'a> {
     pub group_dir: &'a Path,
     pub workspace: &'a Workspace,
     pub tool_limits: &'a ToolLimits,
+    /// Where live drafts of the reply go.
+    pub live: &'a LiveClient,
+    /// Fired by an allowed `/stop` (already fired when the `/stop` came with the turn's rows).
+    pub stop: &'a StopRequest,
 }
 
 /// How a turn ended.
@@ -63,6 +75,12 @@ pub enum TurnOutcome {
     Cleared,
     /// Someone without the role sent `/clear`: they were told it is not theirs to use.
     ClearRefused,
+    /// `/stop` from the person who started the turn (or an owner or admin) cut it short.
+    Stopped,
+    /// `/stop` from someone else: they were told it is not theirs to use.
+    StopRefused,
+    /// `/stop` with no turn running: they were told so.
+    NothingToStop,
 }
 
 /// What a turn did.
@@ -105,6 +123,7 @@ pub async fn run_turn(
             effects: TurnEffects::default(),
         });
     };
+    let mut draft = ReplyDraft::new(context.live.start_turn(in_reply_to.clone()));
     let claim = ids.clone();
     context.store.call(move |store| store.claim(&claim)).await?;
     let (destinations, routing) = context
@@ -147,6 +166,9 @@ pub async fn run_turn(
         }
         let mut last_text = String::new();
         loop {
+            if context.stop.is_stopped() {
+                break stopped(transcript, &mut draft)?;
+            }
             if model_calls >= config.max_tool_rounds {
                 tracing::warn!(model_calls, "the turn reached its limit of model calls");
                 let reply = final_reply(&last_text, &effects).or_else(|| {
@@ -160,14 +182,21 @@ pub async fn run_turn(
                 break (TurnOutcome::RoundLimit, reply);
             }
             if may_compact {
-                may_compact = compact(
-                    context.model,
-                    transcript,
-                    context.limits,
-                    &system,
-                    context.tools,
-                )
-                .await?;
+                let compacted = tokio::select! {
+                    biased;
+                    () = context.stop.stopped() => None,
+                    compacted = compact(
+                        context.model,
+                        transcript,
+                        context.limits,
+                        &system,
+                        context.tools,
+                    ) => Some(compacted?),
+                };
+                match compacted {
+                    Some(again) => may_compact = again,
+                    None => break stopped(transcript, &mut draft)?,
+                }
             }
             let entries = transcript::for_model(transcript.entries());
             let request = ModelRequest {
@@ -178,7 +207,16 @@ pub async fn run_turn(
                 max_output_tokens: config.max_output_tokens,
             };
             model_calls += 1;
-            let response = match context.model.complete(&request).await {
+            let mut noting = |note: StreamNote<'_>| draft.note(note);
+            let answered = tokio::select! {
+                biased;
+                () = context.stop.stopped() => None,
+                answered = context.model.complete_noting(&request, &mut noting) => Some(answered),
+            };
+            let Some(answered) = answered else {
+                break stopped(transcript, &mut draft)?;
+            };
+            let response = match answered {
                 Ok(response) => response,
                 Err(error) => {
                     tracing::error!(%error, "the model call failed");
@@ -191,10 +229,12 @@ pub async fn run_turn(
                 text: response.text.clone(),
                 tool_calls: response.tool_calls.clone(),
             })?;
+            draft.end_response(!response.tool_calls.is_empty());
             if response.tool_calls.is_empty() {
                 break (TurnOutcome::Answered, final_reply(&response.text, &effects));
             }
-            for call in &response.tool_calls {
+            let mut cut_short = false;
+            for (position, call) in response.tool_calls.iter().enumerate() {
                 let mut tool_context = ToolContext {
                     store: context.store,
                     destinations: &destinations,
@@ -206,16 +246,37 @@ pub async fn run_turn(
                     limits: context.limits,
                     tool_limits: context.tool_limits,
                 };
-                let result = context.tools.run(&mut tool_context, call).await;
+                let result = tokio::select! {
+                    biased;
+                    () = context.stop.stopped() => None,
+                    result = context.tools.run(&mut tool_context, call) => Some(result),
+                };
+                let Some(result) = result else {
+                    close_stopped_calls(
+                        context.store,
+                        transcript,
+                        &response.tool_calls[position..],
+                    )
+                    .await?;
+                    cut_short = true;
+                    break;
+                };
                 transcript.append(Entry::ToolResult {
                     call_id: call.id.clone(),
                     content: result.content,
                     is_error: result.is_error,
                 })?;
             }
+            if cut_short {
+                break stopped(transcript, &mut draft)?;
+            }
+            if effects.sent_to_origin {
+                draft.stop_drafting();
+            }
             last_text = response.text;
         }
     };
+    draft.finish();
 
     let replies: Vec<NewOutboundRow> = reply
         .map(|text| split_text(&text, MAX_TEXT_CHARS))
@@ -236,6 +297,9 @@ pub async fn run_turn(
         .collect();
     let mut finished = ids.clone();
     finished.extend(effects.consumed_rows.iter().cloned());
+    if outcome == TurnOutcome::Stopped {
+        finished.extend(context.stop.row().cloned());
+    }
     let reply_seqs = context
         .store
         .call(move |store| store.finish_turn(&replies, &finished))
@@ -248,13 +312,52 @@ pub async fn run_turn(
         n_messages_sent = effects.n_messages_sent,
         "turn finished"
     );
+    let mut rows = ids;
+    if outcome == TurnOutcome::Stopped {
+        rows.extend(context.stop.row().cloned());
+    }
     Ok(TurnSummary {
         outcome,
-        rows: ids,
+        rows,
         model_calls,
         replies: reply_seqs,
         effects,
     })
+}
+
+/// Ends a stopped turn: the reply keeps what the draft showed, and the transcript records it
+/// as the model's answer, so the conversation reads as the person saw it.
+fn stopped(
+    transcript: &mut Transcript,
+    draft: &mut ReplyDraft,
+) -> Result<(TurnOutcome, Option<String>), TranscriptError> {
+    let text = stop::stopped_reply(&draft.finish());
+    transcript.append(Entry::Assistant {
+        text: text.clone(),
+        tool_calls: Vec::new(),
+    })?;
+    tracing::info!("the turn was stopped by /stop");
+    Ok((TurnOutcome::Stopped, Some(text)))
+}
+
+/// Gives the tool calls a stop cut short a result each (the model sees they were cancelled)
+/// and clears the tool in progress, which the cut-off tool could not clear itself.
+async fn close_stopped_calls(
+    store: &StoreHandle,
+    transcript: &mut Transcript,
+    calls: &[crate::transcript::ToolCall],
+) -> Result<(), TurnError> {
+    for call in calls {
+        transcript.append(Entry::ToolResult {
+            call_id: call.id.clone(),
+            content: stop::STOPPED_TOOL_RESULT.to_owned(),
+            is_error: true,
+        })?;
+    }
+    if let Err(error) = store.call(|store| store.set_current_tool(None)).await {
+        tracing::warn!(%error, "cannot clear the stopped tool from container_state");
+    }
+    Ok(())
 }
 
 /// Compacts the conversation when the next request would be too large. Returns whether

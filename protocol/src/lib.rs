@@ -9,7 +9,8 @@
 //! ([`paths`]), the queries each side runs ([`inbound`], [`outbound`], where the host's
 //! hostile-input reader of `outbound.db` is [`OutboundReader`]) and the typed `system`
 //! actions the agent asks the host for ([`actions`]), the task schedules they carry
-//! ([`schedule`]) and the host's queries on task series ([`series`]).
+//! ([`schedule`]) and the host's queries on task series ([`series`]), and the live drafts of
+//! a reply the runner posts on the proxy socket ([`live`]).
 //!
 //! It has no tokio and no HTTP so that it stays cheap to build into the agent image.
 
@@ -17,6 +18,7 @@ pub mod actions;
 pub mod content;
 pub mod ids;
 pub mod inbound;
+pub mod live;
 pub mod outbound;
 pub mod paths;
 pub mod rows;

@@ -7,7 +7,9 @@
 //! answers (an echo of the last user text, prefixed by `"echo: "`, unless the test set another
 //! with [`FakeModel::set_default_reply`]). Every request is recorded as a [`RecordedRequest`]
 //! (path, headers, JSON body, arrival time) and [`FakeModel::wait_for_requests`] awaits them
-//! with a deadline.
+//! with a deadline. A reply can be streamed slowly ([`Reply::streamed_slowly`]); every text
+//! chunk a streamed reply sends is recorded with its send time as a [`SentChunk`]
+//! ([`FakeModel::sent_chunks`]), for timing how soon the client shows the model's text.
 //!
 //! [`FakeModel::start`] binds `127.0.0.1:0` first, then runs [`serve`] on its own thread with its
 //! own runtime, so the fake keeps answering whatever the test's runtime is doing (even a
@@ -21,17 +23,19 @@ mod reply;
 mod request;
 mod respond;
 
-pub use reply::{Reply, ReplyContent, ToolCall, Usage};
+pub use reply::{Reply, ReplyContent, StreamPacing, ToolCall, Usage};
 pub use request::{Api, RecordedRequest, echo_reply};
 
-use respond::{ResolvedMessage, split_pieces};
+#[cfg(test)]
+use respond::split_every;
+use respond::{ResolvedMessage, StreamEvent, split_pieces};
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use hyper::server::conn::http1;
@@ -47,10 +51,22 @@ pub const ANTHROPIC_MESSAGES_PATH: &str = "/v1/messages";
 
 type DefaultReplyFn = Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync>;
 
+/// One text chunk of a streamed reply, as the fake sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentChunk {
+    /// Which request (its index in [`FakeModel::requests`]) the chunk answers.
+    pub request_index: usize,
+    pub text: String,
+    /// When the chunk was handed to the connection.
+    pub sent_at: Instant,
+    pub sent_at_system: SystemTime,
+}
+
 struct State {
     queue: VecDeque<Reply>,
     default_reply: DefaultReplyFn,
     requests: Vec<RecordedRequest>,
+    sent_chunks: Vec<SentChunk>,
     /// Counter for the ids the fake makes up (messages, tool calls).
     next_id: u64,
 }
@@ -80,6 +96,7 @@ impl FakeModelHandle {
                     queue: VecDeque::new(),
                     default_reply: Arc::new(echo_reply),
                     requests: Vec::new(),
+                    sent_chunks: Vec::new(),
                     next_id: 1,
                 }),
                 request_arrived: Notify::new(),
@@ -124,6 +141,15 @@ impl FakeModelHandle {
         self.state().requests.clone()
     }
 
+    /// Every text chunk streamed so far, in the order sent.
+    pub fn sent_chunks(&self) -> Vec<SentChunk> {
+        self.state().sent_chunks.clone()
+    }
+
+    fn record_chunk(&self, chunk: SentChunk) {
+        self.state().sent_chunks.push(chunk);
+    }
+
     /// Waits until at least `n` requests have arrived and returns all of them; fails after
     /// `timeout` with what did arrive.
     pub async fn wait_for_requests(
@@ -158,8 +184,13 @@ impl FakeModelHandle {
     }
 
     /// Picks the request's reply (the next queued one, or the default) if it `consumes_reply`,
-    /// records the request and wakes the waiters. Returns the reply and a fresh id number.
-    fn record(&self, request: RecordedRequest, consumes_reply: bool) -> (Option<Reply>, u64) {
+    /// records the request and wakes the waiters. Returns the reply, a fresh id number and
+    /// the request's index in [`FakeModelHandle::requests`].
+    fn record(
+        &self,
+        request: RecordedRequest,
+        consumes_reply: bool,
+    ) -> (Option<Reply>, u64, usize) {
         let reply = if consumes_reply {
             let (queued, default_reply) = {
                 let mut state = self.state();
@@ -170,15 +201,15 @@ impl FakeModelHandle {
         } else {
             None
         };
-        let id = {
+        let (id, index) = {
             let mut state = self.state();
             let id = state.next_id;
             state.next_id += 1;
             state.requests.push(request);
-            id
+            (id, state.requests.len() - 1)
         };
         self.shared.request_arrived.notify_waiters();
-        (reply, id)
+        (reply, id, index)
     }
 
     /// A fresh number for an id the fake makes up.
@@ -291,6 +322,11 @@ impl FakeModel {
     /// See [`FakeModelHandle::requests`].
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.handle.requests()
+    }
+
+    /// See [`FakeModelHandle::sent_chunks`].
+    pub fn sent_chunks(&self) -> Vec<SentChunk> {
+        self.handle.sent_chunks()
     }
 
     /// See [`FakeModelHandle::wait_for_requests`].

@@ -4,7 +4,7 @@
 //! `content_block_start|delta|stop`, `message_delta`, `message_stop`, `error`),
 //! [`parse_response`] reads a non-streaming answer.
 
-use super::{ModelError, ModelRequest, ModelResponse};
+use super::{ModelError, ModelRequest, ModelResponse, StreamNote};
 use crate::sse::SseEvent;
 use crate::transcript::{Entry, ToolCall};
 use serde_json::{Value, json};
@@ -137,6 +137,15 @@ pub struct StreamDecoder {
 impl StreamDecoder {
     /// Takes one event; true at `message_stop`.
     pub fn on_event(&mut self, event: &SseEvent) -> Result<bool, ModelError> {
+        self.on_event_noting(event, &mut |_| {})
+    }
+
+    /// [`StreamDecoder::on_event`], telling `notes` about text deltas and the first tool use.
+    pub fn on_event_noting(
+        &mut self,
+        event: &SseEvent,
+        notes: &mut dyn FnMut(StreamNote<'_>),
+    ) -> Result<bool, ModelError> {
         if event.data.trim().is_empty() {
             return Ok(false);
         }
@@ -151,13 +160,24 @@ impl StreamDecoder {
             "content_block_start" => {
                 let block = &data["content_block"];
                 let block = match block["type"].as_str() {
-                    Some("text") => Block::Text(block["text"].as_str().unwrap_or("").to_owned()),
-                    Some("tool_use") => Block::ToolUse {
-                        id: block["id"].as_str().unwrap_or("").to_owned(),
-                        name: block["name"].as_str().unwrap_or("").to_owned(),
-                        initial_input: block["input"].clone(),
-                        partial_json: String::new(),
-                    },
+                    Some("text") => {
+                        let text = block["text"].as_str().unwrap_or("");
+                        if !text.is_empty() {
+                            notes(StreamNote::Text(text));
+                        }
+                        Block::Text(text.to_owned())
+                    }
+                    Some("tool_use") => {
+                        if !self.has_tool_use() {
+                            notes(StreamNote::ToolCall);
+                        }
+                        Block::ToolUse {
+                            id: block["id"].as_str().unwrap_or("").to_owned(),
+                            name: block["name"].as_str().unwrap_or("").to_owned(),
+                            initial_input: block["input"].clone(),
+                            partial_json: String::new(),
+                        }
+                    }
                     _ => Block::Other,
                 };
                 self.blocks.insert(index, block);
@@ -166,11 +186,18 @@ impl StreamDecoder {
                 let delta = &data["delta"];
                 match (delta["type"].as_str(), self.blocks.get_mut(&index)) {
                     (Some("text_delta"), Some(Block::Text(text))) => {
-                        text.push_str(delta["text"].as_str().unwrap_or(""));
+                        let delta = delta["text"].as_str().unwrap_or("");
+                        text.push_str(delta);
+                        if !delta.is_empty() {
+                            notes(StreamNote::Text(delta));
+                        }
                     }
                     (Some("text_delta"), None) => {
-                        let text = delta["text"].as_str().unwrap_or("").to_owned();
-                        self.blocks.insert(index, Block::Text(text));
+                        let text = delta["text"].as_str().unwrap_or("");
+                        if !text.is_empty() {
+                            notes(StreamNote::Text(text));
+                        }
+                        self.blocks.insert(index, Block::Text(text.to_owned()));
                     }
                     (Some("input_json_delta"), Some(Block::ToolUse { partial_json, .. })) => {
                         partial_json.push_str(delta["partial_json"].as_str().unwrap_or(""));
@@ -189,6 +216,12 @@ impl StreamDecoder {
             _ => {}
         }
         Ok(false)
+    }
+
+    fn has_tool_use(&self) -> bool {
+        self.blocks
+            .values()
+            .any(|block| matches!(block, Block::ToolUse { .. }))
     }
 
     /// The answer; `complete` is false when the stream ended before `message_stop`.
@@ -313,6 +346,34 @@ mod tests {
         "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":20}}\r\n\r\n",
         "event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n",
     );
+
+    /// Text deltas are noted as decoded, then the first tool call once; the notes agree
+    /// with the final text however the stream is cut.
+    #[test]
+    fn stream_notes_text_then_one_tool_call() {
+        for chunk_size in [1, 3, 64, usize::MAX] {
+            let mut notes: Vec<String> = Vec::new();
+            let (decoder, complete) = fixtures::decode_stream(
+                STREAM,
+                chunk_size,
+                |event, decoder: &mut StreamDecoder| {
+                    decoder.on_event_noting(event, &mut |note| {
+                        notes.push(match note {
+                            StreamNote::Text(text) => text.to_owned(),
+                            StreamNote::ToolCall => "<tool call>".to_owned(),
+                            StreamNote::Retry => "<retry>".to_owned(),
+                        })
+                    })
+                },
+            )
+            .unwrap();
+            let text = decoder.finish(complete).unwrap().text;
+            let mut want: Vec<String> = ["Telling ", "them ✓"].map(str::to_owned).to_vec();
+            assert_eq!(want.concat(), text);
+            want.push("<tool call>".to_owned());
+            assert_eq!(notes, want, "chunk size {chunk_size}");
+        }
+    }
 
     #[test]
     fn stream_with_split_tool_input() {

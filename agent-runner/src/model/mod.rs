@@ -3,6 +3,8 @@
 //! with the tool definitions rendered and normalised by [`tool_schema`]),
 //! posts it, decodes the SSE stream (or a plain JSON response) into a [`ModelResponse`], and
 //! retries 429 and 5xx answers with exponential backoff ([`RetryPolicy`]).
+//! [`ModelClient::complete_noting`] also reports the stream as it is decoded ([`StreamNote`]:
+//! text deltas, the first tool call, a retry), which is what live drafts are made of.
 //!
 //! Errors are [`ModelError`]; [`ModelError::user_message`] is what the user is told when the
 //! model cannot be reached, taken verbatim from the proxy's JSON error body where there is one.
@@ -46,6 +48,18 @@ pub struct ModelResponse {
     pub tool_calls: Vec<ToolCall>,
     /// The provider's reason for stopping (`stop`, `tool_calls`, `end_turn`, `max_tokens` ...).
     pub stop_reason: Option<String>,
+}
+
+/// What a streamed answer shows while it arrives, in stream order. The final
+/// [`ModelResponse`] is the same whether or not anyone listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamNote<'a> {
+    /// More text of the answer, as decoded.
+    Text(&'a str),
+    /// The answer calls a tool (noted once, at its first call): its text is not the reply.
+    ToolCall,
+    /// The call failed part-way and is being tried again: everything noted before is void.
+    Retry,
 }
 
 /// Why a model call failed.
@@ -184,12 +198,26 @@ impl ModelClient {
 
     /// Calls the model, retrying transient failures.
     pub async fn complete(&self, request: &ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
+        self.complete_noting(request, &mut |_| {}).await
+    }
+
+    /// [`ModelClient::complete`], telling `notes` what the stream shows as it is decoded.
+    /// `notes` runs on the runner's thread between two reads of the stream, so it must be
+    /// quick (live drafts only queue the text).
+    pub async fn complete_noting(
+        &self,
+        request: &ModelRequest<'_>,
+        notes: &mut dyn FnMut(StreamNote<'_>),
+    ) -> Result<ModelResponse, ModelError> {
         let body = serde_json::to_vec(&self.render(request)).map_err(|error| {
             ModelError::Decode(format!("could not encode the request: {error}"))
         })?;
         let mut failed_tries = 0;
         loop {
-            match self.complete_once(body.clone()).await {
+            if failed_tries > 0 {
+                notes(StreamNote::Retry);
+            }
+            match self.complete_once(body.clone(), notes).await {
                 Ok(response) => return Ok(response),
                 Err(error) => {
                     failed_tries += 1;
@@ -204,7 +232,11 @@ impl ModelClient {
         }
     }
 
-    async fn complete_once(&self, body: Vec<u8>) -> Result<ModelResponse, ModelError> {
+    async fn complete_once(
+        &self,
+        body: Vec<u8>,
+        notes: &mut dyn FnMut(StreamNote<'_>),
+    ) -> Result<ModelResponse, ModelError> {
         let (path, headers): (&str, &[(&str, &str)]) = match self.provider {
             ProviderKind::OpenAi => (openai::PATH, &[]),
             ProviderKind::Anthropic => (anthropic::PATH, anthropic::HEADERS),
@@ -239,13 +271,13 @@ impl ModelClient {
         let mut parser = SseParser::new();
         while let Some(chunk) = self.http.next_chunk(&mut body).await? {
             for event in parser.feed(&chunk)? {
-                if decoder.on_event(&event)? {
+                if decoder.on_event(&event, notes)? {
                     return decoder.finish(true);
                 }
             }
         }
         if let Some(event) = parser.finish()?
-            && decoder.on_event(&event)?
+            && decoder.on_event(&event, notes)?
         {
             return decoder.finish(true);
         }
@@ -309,11 +341,15 @@ impl StreamDecoder {
         }
     }
 
-    /// Takes one event; true when the stream is complete.
-    fn on_event(&mut self, event: &SseEvent) -> Result<bool, ModelError> {
+    /// Takes one event, noting what it shows; true when the stream is complete.
+    fn on_event(
+        &mut self,
+        event: &SseEvent,
+        notes: &mut dyn FnMut(StreamNote<'_>),
+    ) -> Result<bool, ModelError> {
         match self {
-            StreamDecoder::OpenAi(decoder) => decoder.on_event(event),
-            StreamDecoder::Anthropic(decoder) => decoder.on_event(event),
+            StreamDecoder::OpenAi(decoder) => decoder.on_event_noting(event, notes),
+            StreamDecoder::Anthropic(decoder) => decoder.on_event_noting(event, notes),
         }
     }
 

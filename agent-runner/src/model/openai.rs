@@ -4,7 +4,7 @@
 //! (`choices[0].delta.content` and `delta.tool_calls[i]` fragments by index, until
 //! `data: [DONE]`), [`parse_response`] reads a non-streaming one.
 
-use super::{ModelError, ModelRequest, ModelResponse};
+use super::{ModelError, ModelRequest, ModelResponse, StreamNote};
 use crate::sse::SseEvent;
 use crate::transcript::{Entry, ToolCall};
 use serde_json::{Value, json};
@@ -101,6 +101,15 @@ pub struct StreamDecoder {
 impl StreamDecoder {
     /// Takes one event; true at `data: [DONE]`.
     pub fn on_event(&mut self, event: &SseEvent) -> Result<bool, ModelError> {
+        self.on_event_noting(event, &mut |_| {})
+    }
+
+    /// [`StreamDecoder::on_event`], telling `notes` about text deltas and the first tool call.
+    pub fn on_event_noting(
+        &mut self,
+        event: &SseEvent,
+        notes: &mut dyn FnMut(StreamNote<'_>),
+    ) -> Result<bool, ModelError> {
         let data = event.data.trim();
         if data == "[DONE]" {
             return Ok(true);
@@ -118,10 +127,16 @@ impl StreamDecoder {
             return Ok(false);
         };
         let delta = &choice["delta"];
-        if let Some(text) = delta["content"].as_str() {
+        if let Some(text) = delta["content"].as_str()
+            && !text.is_empty()
+        {
             self.text.push_str(text);
+            notes(StreamNote::Text(text));
         }
         if let Some(calls) = delta["tool_calls"].as_array() {
+            if self.calls.is_empty() && !calls.is_empty() {
+                notes(StreamNote::ToolCall);
+            }
             for (position, call) in calls.iter().enumerate() {
                 let index = call["index"].as_u64().unwrap_or(position as u64);
                 let partial = self.calls.entry(index).or_default();
@@ -254,6 +269,34 @@ mod tests {
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}\n\n",
         "data: [DONE]\n\n",
     );
+
+    /// Text deltas are noted as decoded, then the first tool call once; the notes agree
+    /// with the final text however the stream is cut.
+    #[test]
+    fn stream_notes_text_then_one_tool_call() {
+        for chunk_size in [1, 3, 64, usize::MAX] {
+            let mut notes: Vec<String> = Vec::new();
+            let (decoder, complete) = fixtures::decode_stream(
+                STREAM,
+                chunk_size,
+                |event, decoder: &mut StreamDecoder| {
+                    decoder.on_event_noting(event, &mut |note| {
+                        notes.push(match note {
+                            StreamNote::Text(text) => text.to_owned(),
+                            StreamNote::ToolCall => "<tool call>".to_owned(),
+                            StreamNote::Retry => "<retry>".to_owned(),
+                        })
+                    })
+                },
+            )
+            .unwrap();
+            let text = decoder.finish(complete).unwrap().text;
+            let mut want: Vec<String> = ["Let me ", "tell them."].map(str::to_owned).to_vec();
+            assert_eq!(want.concat(), text);
+            want.push("<tool call>".to_owned());
+            assert_eq!(notes, want, "chunk size {chunk_size}");
+        }
+    }
 
     #[test]
     fn stream_with_split_tool_calls() {

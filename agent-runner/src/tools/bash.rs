@@ -220,6 +220,12 @@ pub async fn run_command(
         ))
     })?;
     let group = child.id();
+    // `kill_on_drop` kills only the shell; a call dropped mid-run (`/stop`) takes the whole
+    // group with it.
+    let mut group_guard = GroupGuard {
+        leader: group,
+        armed: true,
+    };
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let mut output = OutputCollector::new(output_cap);
@@ -255,10 +261,25 @@ pub async fn run_command(
             }
         }
     }
+    group_guard.armed = false;
     Ok(CommandRun {
         output: output.finish(),
         status,
     })
+}
+
+/// Kills the command's process group when dropped while armed: the call was cut short.
+struct GroupGuard {
+    leader: Option<u32>,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            kill_group(self.leader);
+        }
+    }
 }
 
 /// Reads once; `None` at end of stream, on error, or (forever pending) once closed.
@@ -473,6 +494,26 @@ mod tests {
         );
         assert!(error.ends_with("started\n"), "{error}");
         let pid = std::fs::read_to_string(fixture.work("child.pid")).unwrap();
+        crate::tools::testing::wait_until("the background child to die", || {
+            process_is_gone(pid.trim())
+        })
+        .await;
+    }
+
+    /// A call dropped mid-run (the turn was stopped) kills what it started, not only the shell.
+    #[tokio::test]
+    async fn a_dropped_call_kills_the_whole_group() {
+        let mut fixture = Fixture::new().await;
+        let pid_file = fixture.work("child.pid");
+        let started = pid_file.clone();
+        let command = "sh -c 'echo $$ > child.tmp; mv child.tmp child.pid; exec sleep 30' & wait";
+        tokio::select! {
+            outcome = fixture.call(Bash, json!({"command": command})) => {
+                panic!("the command ended on its own: {outcome:?}")
+            }
+            () = crate::tools::testing::wait_until("the command to start", || started.exists()) => {}
+        }
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
         crate::tools::testing::wait_until("the background child to die", || {
             process_is_gone(pid.trim())
         })

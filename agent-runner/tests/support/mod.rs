@@ -1,11 +1,14 @@
 //! Test support: a session folder in a tempdir where the test plays the host ([`Session`]),
 //! and a fake model proxy on `in/proxy.sock` that answers canned responses and records what
-//! it received ([`FakeModel`]).
+//! it received ([`FakeModel`]); it also takes the runner's live drafts
+//! (`POST /crabpot/v1/live`), parsed as the host parses them, and answers them as scripted
+//! ([`LiveScript`]), recording each with its arrival time ([`LivePost`]).
 
 // Test-only helpers: a failed setup step should fail the test on the spot.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use agent_runner::{RetryPolicy, RunnerOptions};
+use protocol::live::{LIVE_PATH, LiveEvent};
 use protocol::rows::AckStatus;
 use protocol::schema::{create_outbound, open_inbound_writer, open_outbound_reader};
 use protocol::{
@@ -13,9 +16,11 @@ use protocol::{
     ProviderKind, Sender, Seq, SessionConfig, SessionPaths, SessionRouting, inbound, outbound,
 };
 use rusqlite::Connection;
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, oneshot};
@@ -154,6 +159,26 @@ pub enum Canned {
     },
     /// Waits until released before answering.
     Held(oneshot::Receiver<()>, Box<Canned>),
+    /// 200 with `text/event-stream`: each event written whole, `delay` after the one before.
+    Paced(Vec<String>, Duration),
+    /// 200 with `text/event-stream`: these events, then nothing more, ever (a model that
+    /// stalls mid-answer).
+    Stalled(Vec<String>),
+}
+
+/// How the fake answers live posts: each after `delay`, with the next scripted
+/// `(status, body)`, then `204` once the script is used up.
+#[derive(Clone, Debug, Default)]
+pub struct LiveScript {
+    pub delay: Duration,
+    pub answers: Vec<(u16, String)>,
+}
+
+/// A live post the fake received.
+#[derive(Clone, Debug)]
+pub struct LivePost {
+    pub event: LiveEvent,
+    pub at: Instant,
 }
 
 /// A request the fake proxy received.
@@ -173,10 +198,14 @@ impl Recorded {
     }
 }
 
-/// The fake proxy: answers `responses` in order, one per connection.
+/// The fake proxy: answers model requests with `responses` in order (a model request past
+/// the last is closed unanswered), and live posts as its [`LiveScript`] says.
 pub struct FakeModel {
     pub requests: Arc<Mutex<Vec<Recorded>>>,
     pub received: Arc<Notify>,
+    live: Arc<Mutex<Vec<LivePost>>>,
+    /// The most live posts that were ever in flight at once.
+    max_live_in_flight: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -186,43 +215,131 @@ impl Drop for FakeModel {
     }
 }
 
+/// What the connection tasks of one fake share.
+struct Shared {
+    responses: Mutex<VecDeque<Canned>>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    received: Arc<Notify>,
+    live: Arc<Mutex<Vec<LivePost>>>,
+    live_answers: Mutex<VecDeque<(u16, String)>>,
+    live_delay: Duration,
+    live_in_flight: AtomicUsize,
+    max_live_in_flight: Arc<AtomicUsize>,
+}
+
 impl FakeModel {
-    /// Serves on `in/proxy.sock`, replacing the socket of an earlier fake.
+    /// Serves on `in/proxy.sock`, replacing the socket of an earlier fake; live posts are
+    /// answered `204` at once.
     pub fn serve(session: &Session, responses: Vec<Canned>) -> Self {
+        Self::serve_with(session, responses, LiveScript::default())
+    }
+
+    /// [`FakeModel::serve`], answering live posts as `live` says.
+    pub fn serve_with(session: &Session, responses: Vec<Canned>, live: LiveScript) -> Self {
         let _ = std::fs::remove_file(session.paths.proxy_socket());
         let listener = UnixListener::bind(session.paths.proxy_socket()).unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let received = Arc::new(Notify::new());
-        let (recorded, notify) = (requests.clone(), received.clone());
-        let task = tokio::spawn(async move {
-            for response in responses {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let request = read_request(&mut stream).await;
-                recorded.lock().unwrap().push(request);
-                notify.notify_waiters();
-                write_response(&mut stream, response).await;
-            }
+        let shared = Arc::new(Shared {
+            responses: Mutex::new(responses.into()),
+            requests: Arc::new(Mutex::new(Vec::new())),
+            received: Arc::new(Notify::new()),
+            live: Arc::new(Mutex::new(Vec::new())),
+            live_answers: Mutex::new(live.answers.into()),
+            live_delay: live.delay,
+            live_in_flight: AtomicUsize::new(0),
+            max_live_in_flight: Arc::new(AtomicUsize::new(0)),
         });
         Self {
-            requests,
-            received,
-            task,
+            requests: shared.requests.clone(),
+            received: shared.received.clone(),
+            live: shared.live.clone(),
+            max_live_in_flight: shared.max_live_in_flight.clone(),
+            task: tokio::spawn({
+                let shared = shared.clone();
+                async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        tokio::spawn(serve_connection(shared.clone(), stream));
+                    }
+                }
+            }),
         }
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// The live posts received so far, in arrival order.
+    pub fn live(&self) -> Vec<LivePost> {
+        self.live.lock().unwrap().clone()
+    }
+
+    /// The live events received so far, in arrival order.
+    pub fn live_events(&self) -> Vec<LiveEvent> {
+        self.live().into_iter().map(|post| post.event).collect()
+    }
+
+    /// The most live posts that were in flight at once.
+    pub fn max_live_in_flight(&self) -> usize {
+        self.max_live_in_flight.load(Ordering::SeqCst)
+    }
 }
 
-async fn read_request(stream: &mut UnixStream) -> Recorded {
+async fn serve_connection(shared: Arc<Shared>, mut stream: UnixStream) {
+    let Some((request, raw_body)) = read_request(&mut stream).await else {
+        return;
+    };
+    if request.path == LIVE_PATH {
+        let in_flight = shared.live_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared
+            .max_live_in_flight
+            .fetch_max(in_flight, Ordering::SeqCst);
+        // The host's own parser: whatever the runner sends must pass it.
+        let event = protocol::live::parse(&raw_body).expect("a live body the host accepts");
+        shared.live.lock().unwrap().push(LivePost {
+            event,
+            at: Instant::now(),
+        });
+        tokio::time::sleep(shared.live_delay).await;
+        let (status, body) = shared
+            .live_answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or((204, String::new()));
+        shared.live_in_flight.fetch_sub(1, Ordering::SeqCst);
+        let response = if status == 204 {
+            Canned::Json {
+                status,
+                headers: Vec::new(),
+                body: String::new(),
+            }
+        } else {
+            Canned::Json {
+                status,
+                headers: Vec::new(),
+                body,
+            }
+        };
+        write_response(&mut stream, response).await;
+        return;
+    }
+    let response = shared.responses.lock().unwrap().pop_front();
+    shared.requests.lock().unwrap().push(request);
+    shared.received.notify_waiters();
+    if let Some(response) = response {
+        write_response(&mut stream, response).await;
+    }
+}
+
+/// Reads one request; `None` when the client hung up first (a live post given up).
+async fn read_request(stream: &mut UnixStream) -> Option<(Recorded, Vec<u8>)> {
     let mut buffer = Vec::new();
     let head_end = loop {
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "the client closed before sending a request");
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
         buffer.extend_from_slice(&chunk[..n]);
         if let Some(position) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
             break position + 4;
@@ -247,15 +364,22 @@ async fn read_request(stream: &mut UnixStream) -> Recorded {
     let mut body = buffer[head_end..].to_vec();
     while body.len() < length {
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.unwrap();
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
         body.extend_from_slice(&chunk[..n]);
     }
-    Recorded {
+    let recorded = Recorded {
         path,
         headers,
         body: serde_json::from_slice(&body).unwrap(),
-    }
+    };
+    Some((recorded, body))
 }
+
+const SSE_HEAD: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
 
 async fn write_response(stream: &mut UnixStream, response: Canned) {
     let mut response = response;
@@ -265,9 +389,7 @@ async fn write_response(stream: &mut UnixStream, response: Canned) {
     }
     match response {
         Canned::Sse(body) => {
-            let head =
-                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
-            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(SSE_HEAD.as_bytes()).await;
             for piece in body.as_bytes().chunks(7) {
                 let _ = stream.write_all(piece).await;
                 let _ = stream.flush().await;
@@ -288,6 +410,22 @@ async fn write_response(stream: &mut UnixStream, response: Canned) {
             head.push_str("\r\n");
             let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.write_all(body.as_bytes()).await;
+        }
+        Canned::Paced(events, delay) => {
+            let _ = stream.write_all(SSE_HEAD.as_bytes()).await;
+            for event in events {
+                let _ = stream.write_all(event.as_bytes()).await;
+                let _ = stream.flush().await;
+                tokio::time::sleep(delay).await;
+            }
+        }
+        Canned::Stalled(events) => {
+            let _ = stream.write_all(SSE_HEAD.as_bytes()).await;
+            for event in events {
+                let _ = stream.write_all(event.as_bytes()).await;
+            }
+            let _ = stream.flush().await;
+            std::future::pending::<()>().await;
         }
         Canned::Held(..) => unreachable!("held responses are unwrapped above"),
     }
@@ -327,6 +465,38 @@ pub fn openai_stream(text: &str, calls: &[(&str, &str, &str)]) -> String {
     chunk(serde_json::json!({}), Some(finish));
     body.push_str("data: [DONE]\n\n");
     body
+}
+
+/// An OpenAI stream as separate events: one content delta per piece of `pieces`, then the
+/// tool calls `(id, name, arguments)` and the end; for [`Canned::Paced`] and
+/// [`Canned::Stalled`] (whose callers drop the end to stall).
+pub fn openai_events(pieces: &[&str], calls: &[(&str, &str, &str)]) -> Vec<String> {
+    let event = |delta: serde_json::Value, finish: Option<&str>| {
+        let chunk =
+            serde_json::json!({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {chunk}\n\n")
+    };
+    let mut events = vec![event(
+        serde_json::json!({"role": "assistant", "content": ""}),
+        None,
+    )];
+    for piece in pieces {
+        events.push(event(serde_json::json!({"content": piece}), None));
+    }
+    for (index, (id, name, arguments)) in calls.iter().enumerate() {
+        events.push(event(
+            serde_json::json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": arguments}}]}),
+            None,
+        ));
+    }
+    let finish = if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    events.push(event(serde_json::json!({}), Some(finish)));
+    events.push("data: [DONE]\n\n".to_owned());
+    events
 }
 
 /// An Anthropic stream answering `text` and the given tool uses `(id, name, input)`.

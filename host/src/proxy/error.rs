@@ -82,6 +82,16 @@ pub enum ProxyError {
     #[error("cannot read the request body")]
     ReadBody(#[source] Box<dyn std::error::Error + Send + Sync>),
 
+    /// A live body was not a live event within its caps (`protocol::live::parse` names
+    /// why). Not retryable: the body is bad as sent.
+    #[error("refused live event: {0}")]
+    LiveRefused(protocol::live::LiveError),
+
+    /// The session posted more live events per second than the cap; this one is dropped.
+    /// Retryable after a short pause.
+    #[error("more than {per_second} live events per second; this one was dropped")]
+    LiveRateLimited { per_second: u32 },
+
     /// The upstream could not be reached or did not answer with a response. Retryable.
     #[error("the model server at {upstream} could not be reached")]
     UpstreamUnreachable {
@@ -120,6 +130,11 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::LiveRefused(protocol::live::LiveError::TooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ProxyError::LiveRefused(_) => StatusCode::BAD_REQUEST,
+            ProxyError::LiveRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamBody(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -144,6 +159,8 @@ impl ProxyError {
             ProxyError::WrongShape { .. } => "wrong_endpoint",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::InvalidBody { .. } | ProxyError::ReadBody(_) => "invalid_request",
+            ProxyError::LiveRefused(error) => error.kind(),
+            ProxyError::LiveRateLimited { .. } => "live_rate_limited",
             ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamBody(_) => {
                 "upstream_unreachable"
             }
@@ -166,7 +183,9 @@ impl ProxyError {
             ProxyError::NoModelConfigured => NO_MODEL_MESSAGE.to_owned(),
             ProxyError::Forbidden { method, path } => format!(
                 "{method} {path} is not served here: the model proxy only serves \
-                 POST /v1/chat/completions (openai) and POST /v1/messages (anthropic)"
+                 POST /v1/chat/completions (openai) and POST /v1/messages (anthropic), and \
+                 POST {} (live drafts)",
+                protocol::live::LIVE_PATH
             ),
             ProxyError::WrongShape { provider } => format!(
                 "this session's model speaks {provider}; use {}",
@@ -182,6 +201,8 @@ impl ProxyError {
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::InvalidBody { .. }
             | ProxyError::ReadBody(_)
+            | ProxyError::LiveRefused(_)
+            | ProxyError::LiveRateLimited { .. }
             | ProxyError::UpstreamUnreachable { .. }
             | ProxyError::UpstreamTimeout { .. }
             | ProxyError::UpstreamBody(_) => {

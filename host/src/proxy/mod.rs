@@ -17,13 +17,19 @@
 //! connections and whole requests are bounded in time (`connection`). Accept errors back off
 //! exponentially and their warnings are coalesced through a [`LogGate`].
 //!
+//! The same socket takes the runner's live drafts of a reply, `POST /crabpot/v1/live`
+//! (`live`): checked with `protocol::live::parse`, capped per session in rate, handed to the
+//! [`LiveSink`] set with [`Proxy::set_live_sink`] (dropped without one), never forwarded and
+//! never counted as usage.
+//!
 //! Files: `socket` (binding), `connection` (one connection and its clocks), `route` (the two
 //! endpoints), `upstream` (URL, headers, body rewrite), `request` (one request end to end),
-//! `body` (streaming response bodies), `usage` (token counting), `error`.
+//! `body` (streaming response bodies), `usage` (token counting), `live` (drafts), `error`.
 
 mod body;
 mod connection;
 mod error;
+mod live;
 mod request;
 mod route;
 mod socket;
@@ -34,6 +40,7 @@ mod usage;
 mod tests;
 
 pub use error::ProxyError;
+pub use live::{LiveRefusal, LiveSink, MAX_LIVE_EVENTS_PER_SECOND};
 pub use socket::bind_session_socket;
 pub use upstream::{ApiKey, DEFAULT_ANTHROPIC_VERSION, ModelUpstream};
 pub use usage::UsageRecord;
@@ -143,6 +150,8 @@ pub struct Proxy {
     fd_budget: Arc<FdBudget>,
     /// Coalesces the warnings of every session this proxy serves (keys name the session).
     log_gate: Arc<LogGate>,
+    /// Where live drafts go, and their per-session rate caps.
+    live: live::LiveEndpoint,
 }
 
 impl Proxy {
@@ -196,7 +205,20 @@ impl Proxy {
             limits,
             fd_budget,
             log_gate: Arc::new(LogGate::new(LOG_WINDOW)),
+            live: live::LiveEndpoint::default(),
         }))
+    }
+
+    /// Sends the live drafts of every session this proxy serves to `sink` (replacing an
+    /// earlier one). Until a sink is set, live events are answered `204` and dropped.
+    pub fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
+        self.live.set_sink(sink);
+    }
+
+    /// [`Proxy::set_live_sink`], for chaining after [`Proxy::new_with`].
+    pub fn with_live_sink(self: Arc<Self>, sink: Arc<dyn LiveSink>) -> Arc<Self> {
+        self.set_live_sink(sink);
+        self
     }
 
     /// The limits every session socket is served with.

@@ -2,6 +2,8 @@
 //! the JSON body, forwards it to the upstream with the host's key, and answers with the
 //! upstream's response streamed through a [`MeteredBody`], or with a JSON error.
 //!
+//! `POST /crabpot/v1/live` is not a model route: it goes to `super::live` before any of this.
+//!
 //! The order of the checks is what the agent-runner relies on: a refused path is 403 whatever
 //! else is wrong; with no model configured every model route is 503 (so the user learns how to
 //! configure one); only then is the shape checked against the provider (400) and the body
@@ -27,6 +29,9 @@ pub(crate) async fn handle(
     session: &SessionLabel,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    if request.method() == http::Method::POST && request.uri().path() == protocol::live::LIVE_PATH {
+        return super::live::handle(proxy, session, request).await;
+    }
     match forward(proxy, session, request).await {
         Ok(response) => response,
         Err(error) => {

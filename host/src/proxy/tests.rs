@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 
+/// The live endpoint (`super::live`).
+mod live;
+
 /// A deadline for things that should happen at once; a hang fails the test instead of
 /// stalling the suite. Never a wait for something to happen.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -183,11 +186,19 @@ impl RunningProxy {
     }
 
     async fn start_with_limit(upstream: Option<ModelUpstream>, limit: usize) -> Self {
+        Self::start_configured(upstream, |proxy| proxy.max_request_body_bytes = limit).await
+    }
+
+    /// A proxy changed by `configure` before it serves.
+    async fn start_configured(
+        upstream: Option<ModelUpstream>,
+        configure: impl FnOnce(&mut Proxy),
+    ) -> Self {
         let folder = tempfile::tempdir().unwrap();
         let socket = folder.path().join("proxy.sock");
         let (usage_sender, usage) = mpsc::unbounded_channel();
         let mut proxy = Proxy::new(upstream, usage_sender).unwrap();
-        Arc::get_mut(&mut proxy).unwrap().max_request_body_bytes = limit;
+        configure(Arc::get_mut(&mut proxy).unwrap());
         let listener = bind_session_socket(&socket, None).unwrap();
         let shutdown = CancellationToken::new();
         let served = tokio::spawn(proxy.serve(listener, label(), shutdown.clone()));
@@ -616,6 +627,10 @@ async fn other_paths_and_methods_are_forbidden() {
         ("POST", "/v1/chat/completions/extra"),
         ("DELETE", "/v1/messages"),
         ("POST", "/"),
+        ("GET", "/crabpot/v1/live"),
+        ("PUT", "/crabpot/v1/live"),
+        ("POST", "/crabpot/v1/live/"),
+        ("POST", "/crabpot/v1/other"),
     ];
     for (method, path) in requests {
         let request = Request::builder()

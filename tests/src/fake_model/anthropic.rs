@@ -8,7 +8,7 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ResolvedMessage, split_pieces};
+use super::{ResolvedMessage, StreamEvent, split_pieces};
 
 /// How many deltas streamed text and tool input are split into.
 const STREAM_PIECES: usize = 3;
@@ -50,12 +50,15 @@ pub(crate) fn message(message: &ResolvedMessage) -> Value {
     })
 }
 
-fn event(name: &str, data: &Value) -> String {
-    format!("event: {name}\ndata: {data}\n\n")
+fn event(name: &str, data: &Value) -> StreamEvent {
+    StreamEvent {
+        block: format!("event: {name}\ndata: {data}\n\n"),
+        text: None,
+    }
 }
 
 /// The SSE events of a streamed message, each a complete `event: ...\ndata: ...\n\n` block.
-pub(crate) fn stream(message: &ResolvedMessage) -> Vec<String> {
+pub(crate) fn stream(message: &ResolvedMessage) -> Vec<StreamEvent> {
     let mut events = vec![event(
         "message_start",
         &json!({
@@ -74,7 +77,7 @@ pub(crate) fn stream(message: &ResolvedMessage) -> Vec<String> {
     )];
     let ping = event("ping", &json!({"type": "ping"}));
     let mut index = 0;
-    if let Some(text) = &message.text {
+    if message.text.is_some() {
         events.push(event(
             "content_block_start",
             &json!({
@@ -83,15 +86,17 @@ pub(crate) fn stream(message: &ResolvedMessage) -> Vec<String> {
                 "content_block": {"type": "text", "text": ""},
             }),
         ));
-        for piece in split_pieces(text, STREAM_PIECES) {
-            events.push(event(
+        for piece in message.text_pieces(STREAM_PIECES) {
+            let mut delta = event(
                 "content_block_delta",
                 &json!({
                     "type": "content_block_delta",
                     "index": index,
                     "delta": {"type": "text_delta", "text": piece},
                 }),
-            ));
+            );
+            delta.text = Some(piece.to_owned());
+            events.push(delta);
         }
         events.push(event(
             "content_block_stop",

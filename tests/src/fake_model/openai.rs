@@ -7,7 +7,7 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ResolvedMessage, split_pieces};
+use super::{ResolvedMessage, StreamEvent, split_pieces};
 
 /// How many deltas streamed text and tool arguments are split into.
 const STREAM_PIECES: usize = 3;
@@ -65,7 +65,7 @@ pub(crate) fn completion(message: &ResolvedMessage) -> Value {
 }
 
 /// The SSE events of a streamed completion, each a complete `data: ...\n\n` block.
-pub(crate) fn stream(message: &ResolvedMessage, include_usage: bool) -> Vec<String> {
+pub(crate) fn stream(message: &ResolvedMessage, include_usage: bool) -> Vec<StreamEvent> {
     let chunk = |delta: Value, finish: Option<&str>| {
         let mut chunk = json!({
             "id": message.id,
@@ -86,56 +86,70 @@ pub(crate) fn stream(message: &ResolvedMessage, include_usage: bool) -> Vec<Stri
         }
         chunk
     };
-    let mut chunks = Vec::new();
+    // Each chunk with the text it carries, if any.
+    let mut chunks: Vec<(Value, Option<&str>)> = Vec::new();
     let first_content = if message.text.is_some() {
         json!("")
     } else {
         Value::Null
     };
-    chunks.push(chunk(
-        json!({"role": "assistant", "content": first_content}),
+    chunks.push((
+        chunk(json!({"role": "assistant", "content": first_content}), None),
         None,
     ));
-    if let Some(text) = &message.text {
-        for piece in split_pieces(text, STREAM_PIECES) {
-            chunks.push(chunk(json!({"content": piece}), None));
-        }
+    for piece in message.text_pieces(STREAM_PIECES) {
+        chunks.push((chunk(json!({"content": piece}), None), Some(piece)));
     }
     for (index, (id, name, arguments)) in message.tool_calls.iter().enumerate() {
-        chunks.push(chunk(
-            json!({"tool_calls": [{
-                "index": index,
-                "id": id,
-                "type": "function",
-                "function": {"name": name, "arguments": ""},
-            }]}),
+        chunks.push((
+            chunk(
+                json!({"tool_calls": [{
+                    "index": index,
+                    "id": id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }]}),
+                None,
+            ),
             None,
         ));
         let arguments = arguments.to_string();
         for piece in split_pieces(&arguments, STREAM_PIECES) {
-            chunks.push(chunk(
-                json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}),
+            chunks.push((
+                chunk(
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}),
+                    None,
+                ),
                 None,
             ));
         }
     }
-    chunks.push(chunk(json!({}), Some(finish_reason(message))));
+    chunks.push((chunk(json!({}), Some(finish_reason(message))), None));
     if include_usage {
-        chunks.push(json!({
-            "id": message.id,
-            "object": "chat.completion.chunk",
-            "created": message.created,
-            "model": message.model,
-            "system_fingerprint": null,
-            "choices": [],
-            "usage": usage(message),
-        }));
+        chunks.push((
+            json!({
+                "id": message.id,
+                "object": "chat.completion.chunk",
+                "created": message.created,
+                "model": message.model,
+                "system_fingerprint": null,
+                "choices": [],
+                "usage": usage(message),
+            }),
+            None,
+        ));
     }
-    let mut events: Vec<String> = chunks
+    let mut events: Vec<StreamEvent> = chunks
         .into_iter()
-        .map(|chunk| format!("data: {chunk}\n\n"))
+        .map(|(chunk, text)| StreamEvent {
+            block: format!("data: {chunk}\n\n"),
+            text: text.map(str::to_owned),
+        })
         .collect();
-    events.push("data: [DONE]\n\n".to_string());
+    events.push(StreamEvent {
+        block: "data: [DONE]\n\n".to_string(),
+        text: None,
+    });
     events
 }
 

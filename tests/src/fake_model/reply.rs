@@ -1,5 +1,6 @@
 //! The scripted side of the fake model: a [`Reply`] (an assistant message with text and
-//! [`ToolCall`]s, or an error), with its [`Usage`], extra headers and simulated delay.
+//! [`ToolCall`]s, or an error), with its [`Usage`], extra headers, simulated delay and, for
+//! streamed replies, the pace of its text ([`StreamPacing`]).
 
 use std::time::Duration;
 
@@ -46,6 +47,15 @@ impl Default for Usage {
     }
 }
 
+/// How slowly a streamed reply's text is sent: in chunks of `chunk_chars` characters, each
+/// sent `delay` after the one before (the first `delay` after the response head), so a test
+/// or the bench can watch the text grow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamPacing {
+    pub chunk_chars: usize,
+    pub delay: Duration,
+}
+
 /// What a scripted reply says.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReplyContent {
@@ -69,6 +79,9 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     /// Simulated model latency before the response starts.
     pub delay: Option<Duration>,
+    /// How slowly the text of a streamed reply is sent; `None`: a few deltas at once. A
+    /// non-streaming request gets the whole reply at once either way.
+    pub pacing: Option<StreamPacing>,
 }
 
 impl Reply {
@@ -78,6 +91,7 @@ impl Reply {
             usage: Usage::default(),
             headers: Vec::new(),
             delay: None,
+            pacing: None,
         }
     }
 
@@ -155,6 +169,17 @@ impl Reply {
 
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
+        self
+    }
+
+    /// Streams the text in chunks of `chunk_chars` characters (at least one), `delay` apart
+    /// (see [`StreamPacing`]); when each chunk went out is recorded
+    /// ([`super::FakeModelHandle::sent_chunks`]).
+    pub fn streamed_slowly(mut self, chunk_chars: usize, delay: Duration) -> Self {
+        self.pacing = Some(StreamPacing {
+            chunk_chars: chunk_chars.max(1),
+            delay,
+        });
         self
     }
 }

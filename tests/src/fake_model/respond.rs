@@ -1,6 +1,8 @@
 //! Answers one HTTP request to the fake model: records it, picks its [`Reply`], and renders
 //! the reply as JSON or SSE in the requested API's format (through [`super::openai`] and
-//! [`super::anthropic`]).
+//! [`super::anthropic`]). A paced reply's text events go out one by one
+//! ([`super::StreamPacing`]), each recorded as a [`super::SentChunk`] when it is handed to
+//! the connection.
 
 use std::convert::Infallible;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -14,7 +16,7 @@ use serde_json::Value;
 
 use super::{
     ANTHROPIC_MESSAGES_PATH, Api, FakeModelHandle, OPENAI_CHAT_PATH, RecordedRequest, ReplyContent,
-    Usage, anthropic, openai,
+    SentChunk, StreamPacing, Usage, anthropic, openai,
 };
 
 type ResponseBody = BoxBody<Bytes, Infallible>;
@@ -28,6 +30,26 @@ pub(crate) struct ResolvedMessage {
     /// `(id, name, arguments)` of each tool call.
     pub tool_calls: Vec<(String, String, Value)>,
     pub usage: Usage,
+    /// Streamed text goes in chunks of this many characters; `None`: a few deltas.
+    pub text_chunk_chars: Option<usize>,
+}
+
+impl ResolvedMessage {
+    /// The pieces the text is streamed in: `default_pieces` of them, or chunks of
+    /// `text_chunk_chars` characters.
+    pub fn text_pieces(&self, default_pieces: usize) -> Vec<&str> {
+        match (&self.text, self.text_chunk_chars) {
+            (None, _) => Vec::new(),
+            (Some(text), None) => split_pieces(text, default_pieces),
+            (Some(text), Some(chars)) => split_every(text, chars),
+        }
+    }
+}
+
+/// One SSE event of a stream: the whole `...\n\n` block, and the text delta it carries.
+pub(crate) struct StreamEvent {
+    pub block: String,
+    pub text: Option<String>,
 }
 
 pub(super) async fn respond(
@@ -70,7 +92,7 @@ pub(super) async fn respond(
         == Some(true);
     let model = recorded.model().unwrap_or("fake-model").to_string();
     let acceptable = api.is_some() && parts.method == Method::POST && is_json;
-    let (reply, message_number) = handle.record(recorded, acceptable);
+    let (reply, message_number, request_index) = handle.record(recorded, acceptable);
 
     let Some(api) = api else {
         return plain_response(
@@ -121,6 +143,12 @@ pub(super) async fn respond(
                 text,
                 tool_calls,
                 usage: reply.usage,
+                text_chunk_chars: reply.pacing.map(|pacing| pacing.chunk_chars),
+            };
+            let paced = Paced {
+                handle: handle.clone(),
+                request_index,
+                pacing: reply.pacing,
             };
             match (api, is_stream) {
                 (Api::OpenAiChat, false) => json_response(
@@ -128,16 +156,18 @@ pub(super) async fn respond(
                     &openai::completion(&message),
                     &reply.headers,
                 ),
-                (Api::OpenAiChat, true) => {
-                    sse_response(openai::stream(&message, include_usage), &reply.headers)
-                }
+                (Api::OpenAiChat, true) => sse_response(
+                    openai::stream(&message, include_usage),
+                    &reply.headers,
+                    paced,
+                ),
                 (Api::AnthropicMessages, false) => json_response(
                     StatusCode::OK,
                     &anthropic::message(&message),
                     &reply.headers,
                 ),
                 (Api::AnthropicMessages, true) => {
-                    sse_response(anthropic::stream(&message), &reply.headers)
+                    sse_response(anthropic::stream(&message), &reply.headers, paced)
                 }
             }
         }
@@ -205,13 +235,38 @@ fn api_error_response(
     json_response(status, &body, headers)
 }
 
-/// Streams each SSE event as its own body frame, as a real server flushes them.
-fn sse_response(events: Vec<String>, headers: &[(String, String)]) -> Response<ResponseBody> {
-    let frames = futures_util::stream::iter(
-        events
-            .into_iter()
-            .map(|event| Ok::<_, Infallible>(Frame::data(Bytes::from(event)))),
-    );
+/// How one streamed response sends its text: its pace, and where it records the chunks.
+struct Paced {
+    handle: FakeModelHandle,
+    request_index: usize,
+    pacing: Option<StreamPacing>,
+}
+
+/// Streams each SSE event as its own body frame, as a real server flushes them; with a pace,
+/// each text event waits its delay first and is recorded as it goes out.
+fn sse_response(
+    events: Vec<StreamEvent>,
+    headers: &[(String, String)],
+    paced: Paced,
+) -> Response<ResponseBody> {
+    let frames = futures_util::StreamExt::then(futures_util::stream::iter(events), move |event| {
+        let handle = paced.handle.clone();
+        let (request_index, pacing) = (paced.request_index, paced.pacing);
+        async move {
+            if let (Some(pacing), Some(_)) = (pacing, &event.text) {
+                tokio::time::sleep(pacing.delay).await;
+            }
+            if let Some(text) = event.text {
+                handle.record_chunk(SentChunk {
+                    request_index,
+                    text,
+                    sent_at: Instant::now(),
+                    sent_at_system: SystemTime::now(),
+                });
+            }
+            Ok::<_, Infallible>(Frame::data(Bytes::from(event.block)))
+        }
+    });
     let mut response = Response::new(StreamBody::new(frames).boxed());
     let response_headers = response.headers_mut();
     response_headers.insert(
@@ -245,5 +300,23 @@ pub(crate) fn split_pieces(text: &str, pieces: usize) -> Vec<&str> {
         count += 1;
     }
     parts.push(&text[start..]);
+    parts
+}
+
+/// Splits `text` into parts of `chars` characters (the last may be shorter), on char
+/// boundaries.
+pub(crate) fn split_every(text: &str, chars: usize) -> Vec<&str> {
+    let chars = chars.max(1);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (count, (index, _)) in text.char_indices().enumerate() {
+        if count > 0 && count % chars == 0 {
+            parts.push(&text[start..index]);
+            start = index;
+        }
+    }
+    if start < text.len() {
+        parts.push(&text[start..]);
+    }
     parts
 }

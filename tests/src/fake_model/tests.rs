@@ -614,6 +614,64 @@ async fn delayed_reply_still_answers() {
     );
 }
 
+/// A slowly streamed reply sends its text in chunks of the asked size, one by one, and
+/// records when each went out; both wire formats carry the same chunks.
+#[tokio::test]
+async fn slow_streams_send_and_record_each_chunk() {
+    let fake = FakeModel::start().unwrap();
+    let text = "héllo wörld, slowly";
+    let delay = Duration::from_millis(10);
+    fake.push(Reply::text(text).streamed_slowly(4, delay));
+    fake.push(Reply::text(text).streamed_slowly(4, delay));
+    let before = Instant::now();
+    let response = post(&fake, OPENAI_CHAT_PATH, &[], openai_body(true, false)).await;
+    let stream = assemble_openai(&response.sse_events());
+    assert_eq!(stream.content, text);
+    assert_eq!(stream.n_content_chunks, 5, "20 chars in chunks of 4");
+    let response = post(&fake, ANTHROPIC_MESSAGES_PATH, &[], anthropic_body(true)).await;
+    let stream = assemble_anthropic(&response.sse_events());
+    assert_eq!(stream.blocks[0].1, text);
+
+    let chunks = fake.sent_chunks();
+    for request_index in [0, 1] {
+        let sent: Vec<&SentChunk> = chunks
+            .iter()
+            .filter(|chunk| chunk.request_index == request_index)
+            .collect();
+        let texts: Vec<&str> = sent.iter().map(|chunk| chunk.text.as_str()).collect();
+        assert_eq!(texts, ["héll", "o wö", "rld,", " slo", "wly"]);
+        assert!(
+            sent.windows(2)
+                .all(|pair| pair[0].sent_at <= pair[1].sent_at)
+        );
+    }
+    // Each chunk waited its delay (sleeps never end early).
+    assert!(chunks[4].sent_at.duration_since(before) >= delay * 5);
+}
+
+/// Without a pace, streamed text chunks are still recorded, and nothing waits.
+#[tokio::test]
+async fn plain_streams_record_their_chunks_too() {
+    let fake = FakeModel::start().unwrap();
+    fake.push(Reply::text("abcdef"));
+    fake.push(Reply::text("not streamed").streamed_slowly(2, Duration::from_secs(60)));
+    let response = post(&fake, OPENAI_CHAT_PATH, &[], openai_body(true, false)).await;
+    assert_eq!(assemble_openai(&response.sse_events()).content, "abcdef");
+    let texts: Vec<String> = fake
+        .sent_chunks()
+        .into_iter()
+        .map(|chunk| chunk.text)
+        .collect();
+    assert_eq!(texts, ["ab", "cd", "ef"]);
+    // A non-streaming request gets the whole reply at once, pace or not.
+    let response = post(&fake, OPENAI_CHAT_PATH, &[], openai_body(false, false)).await;
+    assert_eq!(
+        response.json().unwrap()["choices"][0]["message"]["content"],
+        "not streamed"
+    );
+    assert_eq!(fake.sent_chunks().len(), 3);
+}
+
 #[tokio::test]
 async fn drop_stops_the_server() {
     let fake = FakeModel::start().unwrap();
@@ -623,6 +681,19 @@ async fn drop_stops_the_server() {
     assert_eq!(fake.anthropic_base_url(), format!("http://{addr}"));
     drop(fake);
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[test]
+fn split_every_keeps_every_char() {
+    fn check(text: &str, chars: usize, expected: &[&str]) {
+        assert_eq!(split_every(text, chars), expected, "{text:?} by {chars}");
+    }
+    check("", 3, &[]);
+    check("a", 3, &["a"]);
+    check("abcdef", 3, &["abc", "def"]);
+    check("abcdefg", 3, &["abc", "def", "g"]);
+    check("héllo", 2, &["hé", "ll", "o"]);
+    check("abc", 0, &["a", "b", "c"]);
 }
 
 #[test]
