@@ -54,12 +54,13 @@ impl From<rusqlite::Error> for SeedError {
 
 /// Writes every target's seeds under `dir`; returns how many each got.
 pub fn write_all(dir: &Path) -> Result<Vec<(&'static str, usize)>, SeedError> {
-    let all: [(&'static str, Vec<Vec<u8>>); 5] = [
+    let all: [(&'static str, Vec<Vec<u8>>); 6] = [
         ("outbound_reader", outbound_files()?),
         ("outbound_content", to_bytes(outbound_contents())),
         ("cli_line", to_bytes(cli_lines())),
         ("proxy_request", to_bytes(proxy_requests())),
         ("admin_request", to_bytes(admin_bodies())),
+        ("live_event", to_bytes(live_events())),
     ];
     let mut written = Vec::new();
     for (target, seeds) in all {
@@ -71,6 +72,19 @@ pub fn write_all(dir: &Path) -> Result<Vec<(&'static str, usize)>, SeedError> {
         written.push((target, seeds.len()));
     }
     Ok(written)
+}
+
+/// Bodies of `POST /crabpot/v1/live`: each event, and the edges of the caps.
+fn live_events() -> Vec<String> {
+    vec![
+        r#"{"event":"turn_started","in_reply_to":"m-1"}"#.into(),
+        r#"{"event":"draft","in_reply_to":"m-1","offset":0,"text":"Hel"}"#.into(),
+        r#"{"event":"draft","in_reply_to":"m-1","offset":3,"text":"lo \u00e9"}"#.into(),
+        r#"{"event":"draft_reset","in_reply_to":"m-1"}"#.into(),
+        r#"{"event":"draft","in_reply_to":"../x","offset":0,"text":"a"}"#.into(),
+        r#"{"event":"draft","in_reply_to":"m-1","offset":65535,"text":"ab"}"#.into(),
+        r#"{"event":"draft","in_reply_to":"m-1","offset":0,"text":"a","destination":"x"}"#.into(),
+    ]
 }
 
 fn to_bytes(texts: Vec<String>) -> Vec<Vec<u8>> {

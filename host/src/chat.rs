@@ -253,7 +253,10 @@ async fn exchange(
                         .replies
                         .extend(files.into_iter().map(|file| format!("[file] {file}")));
                 }
-                ServerLine::Reply { .. } | ServerLine::Subscribed { .. } => {}
+                ServerLine::Reply { .. }
+                | ServerLine::Subscribed { .. }
+                | ServerLine::Draft { .. }
+                | ServerLine::Typing { .. } => {}
                 ServerLine::TurnComplete { message_id, .. } => {
                     open.retain(|id| *id != message_id);
                     if open.is_empty() && !result.message_ids.is_empty() {
@@ -292,6 +295,7 @@ pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatE
     );
     prompt();
     let mut open_question: Option<String> = None;
+    let mut live = LiveReply::default();
     loop {
         tokio::select! {
             line = stdin.next_line() => {
@@ -311,9 +315,11 @@ pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatE
                     eprintln!("\nthe host closed the connection");
                     break;
                 };
-                match serde_json::from_str::<ServerLine>(&line) {
-                    Ok(ServerLine::Reply { id, text, files, platform_id, question_id, .. }) if platform_id == target.platform_id() && seen.first_time(&id) => {
-                        println!("\nagent: {text}");
+                let Ok(line) = serde_json::from_str::<ServerLine>(&line) else { continue };
+                if !shows(&line, target) { continue; }
+                match line {
+                    ServerLine::Reply { id, text, files, question_id, replaces_draft, .. } if seen.first_time(&id) => {
+                        live.finish(replaces_draft.as_deref(), &text);
                         for file in files { println!("  [file] {file}"); }
                         if let Some(question_id) = question_id {
                             eprintln!("(your next line answers question {question_id})");
@@ -321,17 +327,79 @@ pub async fn interactive(socket: &Path, target: &ChatTarget) -> Result<(), ChatE
                         }
                         prompt();
                     }
-                    Ok(ServerLine::Error { message }) => { eprintln!("\nerror: {message}"); prompt(); }
-                    Ok(ServerLine::Accepted { held, .. }) if !held.is_empty() => {
+                    ServerLine::Draft { key, text, .. } => live.show(&key, &text),
+                    ServerLine::Typing { on: true, .. } if !live.is_open() => eprint!("\n(the agent is working…)"),
+                    ServerLine::Error { message } => { eprintln!("\nerror: {message}"); prompt(); }
+                    ServerLine::Accepted { held, .. } if !held.is_empty() => {
                         eprintln!("\n(your message awaits approval {})", held.join(", "));
                         prompt();
                     }
-                    Ok(ServerLine::Accepted { .. } | ServerLine::Reply { .. } | ServerLine::TurnComplete { .. } | ServerLine::Subscribed { .. }) | Err(_) => {}
+                    _ => {}
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Whether a line from the host is for the chat this terminal talks in.
+fn shows(line: &ServerLine, target: &ChatTarget) -> bool {
+    match line {
+        ServerLine::Reply { platform_id, .. }
+        | ServerLine::Draft { platform_id, .. }
+        | ServerLine::Typing { platform_id, .. } => platform_id == target.platform_id(),
+        _ => true,
+    }
+}
+
+/// The reply being written, as the terminal printed it: drafts print what they add, and
+/// the final reply prints only what the drafts had not shown.
+#[derive(Default)]
+struct LiveReply {
+    /// The draft's key and the text printed of it.
+    open: Option<(String, String)>,
+}
+
+impl LiveReply {
+    fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    fn show(&mut self, key: &str, text: &str) {
+        let printed = match &mut self.open {
+            Some((open_key, printed)) if open_key == key => printed,
+            _ => {
+                if text.is_empty() {
+                    return;
+                }
+                print!("\nagent: ");
+                &mut self.open.insert((key.to_owned(), String::new())).1
+            }
+        };
+        match text.strip_prefix(printed.as_str()) {
+            Some(added) => print!("{added}"),
+            // Rewritten (the text so far was not the reply): start the line again.
+            None if text.is_empty() => print!(" (…)"),
+            None => print!("\nagent: {text}"),
+        }
+        *printed = text.to_owned();
+        let _ = std::io::stdout().flush();
+    }
+
+    fn finish(&mut self, replaces: Option<&str>, text: &str) {
+        match self.open.take() {
+            Some((key, printed)) if replaces == Some(key.as_str()) => {
+                match text.strip_prefix(printed.as_str()) {
+                    Some(rest) => println!("{rest}"),
+                    None => println!("\nagent: {text}"),
+                }
+            }
+            open => {
+                self.open = open;
+                println!("\nagent: {text}");
+            }
+        }
+    }
 }
 
 fn prompt() {

@@ -13,12 +13,14 @@
 
 pub mod admin;
 pub mod agents;
+pub mod bridge;
 pub mod channels;
 pub mod chat;
 pub mod command;
 pub mod config;
 pub mod db;
 pub mod delivery;
+pub mod edge;
 pub mod fd_budget;
 pub mod log_gate;
 pub mod proxy;

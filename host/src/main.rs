@@ -178,6 +178,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Approvals(_) => "approvals",
         Command::Dropped(_) => "dropped",
         Command::Tasks(_) => "tasks",
+        Command::Adapters(_) => "adapters",
     }
 }
 

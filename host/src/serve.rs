@@ -3,16 +3,18 @@
 //! Start order: data folders, central DB thread (and the `main` agent group wired to the
 //! `cli` chat on first start), Docker (version negotiated), session store thread, model
 //! proxy, supervisor (adopting this install's running containers), router, tasks, delivery,
-//! sweep, the `cli` channel and the admin socket. Shutdown cancels the root token, waits for every
+//! sweep, the `cli` channel, the out-of-process adapters' socket and the admin socket. Shutdown cancels the root token, waits for every
 //! task with a bound, then joins the database threads.
 
 use crate::admin::Admin;
+use crate::bridge::Bridge;
+use crate::channels::Channels;
 use crate::channels::cli::{self, CliChannel, CliLimits};
-use crate::channels::{ChannelContext, Channels};
 use crate::config::Config;
 use crate::db::DbThread;
 use crate::db::central::{self, NewWiring, SessionMode};
 use crate::delivery::{Delivery, DeliveryParts};
+use crate::edge::ChannelContext;
 use crate::fd_budget::FdBudget;
 use crate::proxy::{Proxy, ProxyLimits, UsageRecord};
 use crate::router::plan::PlanSettings;
@@ -212,7 +214,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
             runtime: Arc::clone(&runtime),
             sessions: Arc::clone(&sessions),
             central: Arc::clone(&central),
-            proxy,
+            proxy: Arc::clone(&proxy),
             tasks: tasks.clone(),
             shutdown: root.clone(),
             out_changed: out_tx,
@@ -240,8 +242,27 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         .context("the router's host messages were already taken")?;
     let cli_channel = CliChannel::new_with(CliLimits::default(), Arc::clone(&fd_budget));
     let cli_gate = cli_channel.log_gate();
-    let mut channels = Channels::default();
+    let channels = Arc::new(Channels::default());
     channels.register(cli_channel.clone());
+    // Every registered out-of-process adapter has its channel before delivery starts, so its
+    // rows wait for it (connected or not) instead of being refused.
+    let adapters = crate::channels::external::ExternalAdapters::new(
+        Arc::clone(&central),
+        Arc::clone(&channels),
+        Arc::clone(&fd_budget),
+        crate::channels::external::ExternalLimits::default(),
+    );
+    let n_adapters = adapters
+        .load()
+        .await
+        .context("loading the channel adapters")?;
+    let adapters_socket = crate::channels::external::ExternalAdapters::socket_path(&data_dir);
+    adapters.listen(
+        crate::channels::external::ExternalAdapters::bind(&adapters_socket)
+            .with_context(|| format!("binding {}", adapters_socket.display()))?,
+    );
+    tracing::info!(adapters = n_adapters, "out-of-process channel adapters");
+    let bridge = Bridge::new(Arc::clone(&channels));
     let delivery_interval = match config.wake_mode {
         crate::config::WakeMode::Events => config.sweep_interval,
         crate::config::WakeMode::Poll => Duration::from_secs(1),
@@ -255,7 +276,8 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         sessions: Arc::clone(&sessions),
         central: Arc::clone(&central),
         supervisor: Arc::clone(&supervisor),
-        channels,
+        channels: Arc::clone(&channels),
+        bridge: Arc::clone(&bridge),
         interval: delivery_interval,
         a2a_limits: config.a2a,
         router: Arc::clone(&router),
@@ -267,6 +289,8 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
             ..crate::delivery::OutboundLimits::default()
         },
     });
+    // Drafts the runners post on their proxy sockets go to delivery's live streams.
+    proxy.set_live_sink(crate::delivery::live::LiveInput::new(&delivery));
     let delivery_gate = delivery.log_gate();
     tasks.spawn(delivery.run(out_rx, notice_rx, host_message_rx, arrival_rx, root.clone()));
     tasks.spawn(crate::sweep::run(
@@ -287,17 +311,23 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         router: Arc::clone(&router),
         tasks: tasks_service,
         groups_dir: config.groups_dir.clone(),
+        channels: Arc::clone(&channels),
+        adapters: Arc::clone(&adapters),
     });
     tasks.spawn(admin.serve(admin_listener, tasks.clone(), root.clone()));
     let cli_listener = CliChannel::bind(&config.cli_socket())
         .with_context(|| format!("binding {}", config.cli_socket().display()))?;
-    tasks.spawn(cli_channel.serve(
-        cli_listener,
-        ChannelContext::new(router, arrival_tx),
-        tasks.clone(),
-        root.clone(),
-    ));
-    for gate in [proxy_gate, supervisor.log_gate(), delivery_gate, cli_gate] {
+    cli_channel.listen(cli_listener);
+    let context = ChannelContext::new(router, arrival_tx);
+    start_channels(&channels, &context, &tasks, &root);
+    tasks.spawn(Arc::clone(&adapters).serve(context, tasks.clone(), root.clone()));
+    for gate in [
+        proxy_gate,
+        supervisor.log_gate(),
+        delivery_gate,
+        cli_gate,
+        adapters.log_gate(),
+    ] {
         tasks.spawn(gate.run_flusher(root.clone()));
     }
     tracing::info!(data_dir = %data_dir.display(), install = %install_id, "crabpot is serving");
@@ -349,6 +379,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
     )
     .await;
     let _ = std::fs::remove_file(config.cli_socket());
+    let _ = std::fs::remove_file(&adapters_socket);
     let _ = std::fs::remove_file(config.admin_socket());
     Ok(())
 }
@@ -491,5 +522,24 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// Starts every adapter on the host's tracker. An adapter whose start fails for good (a bad
+/// token) is logged and shows `failing` in its health; the rest of the host runs on.
+fn start_channels(
+    channels: &Channels,
+    context: &ChannelContext,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    for channel in channels.all() {
+        let channel_type = channel.channel_type().to_owned();
+        let run = Arc::clone(&channel).start(context.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = run.await {
+                tracing::error!(channel = %channel_type, error = %e, "the channel adapter failed to start; the host runs on without it");
+            }
+        });
     }
 }

@@ -220,6 +220,18 @@ pub fn record_delivery(
     Ok(())
 }
 
+/// The error recorded with an outbound row's delivery state (`None`: no row, or no error).
+pub fn delivery_error(
+    conn: &Connection,
+    message_out_id: &MessageId,
+) -> rusqlite::Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT error FROM delivered WHERE message_out_id = ?1")?
+        .query_row([message_out_id], |row| row.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
 /// The delivery state of an outbound row: status and attempts so far. Cached: delivery asks
 /// for every row of every batch.
 pub fn delivery(

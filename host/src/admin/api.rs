@@ -212,4 +212,45 @@ pub struct Status {
     /// Disk quotas, free disk and the reserve, and the uid scheme.
     #[serde(default)]
     pub disk: crate::supervisor::DiskStatus,
+    /// Every channel adapter and its health.
+    #[serde(default)]
+    pub channels: Vec<crate::channels::ChannelStatus>,
+}
+
+/// `adapters add`: an out-of-process channel adapter (docs/adapter-protocol.md).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AdapterAdd {
+    pub name: String,
+    /// The channel type it serves (default: its name).
+    #[serde(default)]
+    pub channel_type: Option<String>,
+}
+
+/// `adapters remove`: the adapter by name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AdapterRemove {
+    pub name: String,
+}
+
+/// The answer to `adapters add`: the token, shown this once (the host keeps only its hash).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdapterCreated {
+    pub adapter: crate::db::central::adapters::Adapter,
+    pub token: String,
+    /// The socket the adapter connects to.
+    pub socket: String,
+}
+
+/// One adapter as `adapters list` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdapterListing {
+    #[serde(flatten)]
+    pub adapter: crate::db::central::adapters::Adapter,
+    /// `created_at` and `last_seen_at` in RFC 3339, for people.
+    pub created: String,
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    /// From the running host: starting (never connected), connected, degraded, failing
+    /// (disconnected, with why) or stopped (removed).
+    pub health: crate::edge::Health,
 }

@@ -3,10 +3,11 @@
 //!
 //! Every call is `POST /v1/<resource>/<verb>` with a JSON body; each resource has its own
 //! handler file (`groups`, `chats`, `wirings`, `destinations`, `people` for users, roles and
-//! members, `sessions`, `approvals`, `tasks`, `status` with dropped messages). Handlers run the
-//! central-DB work on its thread, then project destination changes into the affected
-//! sessions' `inbound.db` at once. Failures are [`AdminError`]s, sent as [`api::ApiError`].
+//! members, `sessions`, `approvals`, `tasks`, `status` with dropped messages, `adapters` for
+//! out-of-process channel adapters). Handlers run the central-DB work on its thread, then
+//! project destination changes into the affected sessions' `inbound.db` at once. Failures are [`AdminError`]s, sent as [`api::ApiError`].
 
+mod adapters;
 pub mod api;
 mod approvals;
 mod chats;
@@ -112,6 +113,10 @@ pub struct Admin {
     pub tasks: Arc<crate::tasks::Tasks>,
     /// Absolute path of `groups/`.
     pub groups_dir: PathBuf,
+    /// The channel adapters, for their health.
+    pub channels: Arc<crate::channels::Channels>,
+    /// The out-of-process adapters (`crabpot adapters`).
+    pub adapters: Arc<crate::channels::external::ExternalAdapters>,
 }
 
 /// Binds `data/crabpot.sock` with mode 0600, replacing a stale socket file.
@@ -192,6 +197,7 @@ impl Admin {
             ("POST", "approvals") => approvals::handle(self, verb, body).await,
             ("POST", "tasks") => tasks::handle(self, verb, body).await,
             ("POST", "dropped") => status::dropped(self, verb, body).await,
+            ("POST", "adapters") => adapters::handle(self, verb, body).await,
             _ => Err(no_endpoint(&method, &path)),
         };
         match result {

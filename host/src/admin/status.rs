@@ -1,5 +1,5 @@
 //! `crabpot status` (host, Docker, running containers, queue, open approvals, disk quotas,
-//! free disk and the reserve, the uid scheme) and
+//! free disk and the reserve, the uid scheme, each channel adapter's health) and
 //! `crabpot dropped list` (what was not delivered, and why).
 
 use super::api::{ListFilter, Status};
@@ -35,6 +35,7 @@ pub(super) async fn status(admin: &Admin) -> Reply {
         max_containers,
         pending_approvals,
         disk,
+        channels: admin.channels.status(),
     })
 }
 

@@ -24,7 +24,7 @@
 //! per connection, and a terminal that stops reading is closed after [`WRITE_TIMEOUT`].
 //! Accept errors back off and are logged through a [`LogGate`].
 
-mod render;
+mod channel;
 mod subscribers;
 mod wire;
 
@@ -35,14 +35,14 @@ pub use wire::{
     CliLineError, ClientLine, MAX_LINE_BYTES, PLATFORM_ID, ServerLine, parse_client_line,
 };
 
-use super::{Capabilities, Channel, ChannelContext, ChannelError, ChatAddress, OutgoingMessage};
+use crate::edge::BoxFuture;
+use crate::edge::{
+    AnswerError, Answered, ChannelContext, ChannelError, ChatAddress, InboundEvent, QuestionAnswer,
+    RouteError, RouteOutcome,
+};
 use crate::fd_budget::{AcceptBackoff, BudgetedListener, FdBudget};
 use crate::log_gate::LogGate;
-use crate::router::{
-    AnswerError, Answered, InboundEvent, QuestionAnswer, RouteError, RouteOutcome,
-};
-use crate::runtime::BoxFuture;
-use protocol::{MessageId, OutboundContent, Sender};
+use protocol::Sender;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,7 +54,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use wire::{LineRead, LineReader};
+/// The bounded line reader, shared with the out-of-process adapters' socket.
+pub(crate) use wire::{LineRead, LineReader};
 
 pub const CHANNEL_TYPE: &str = "cli";
 
@@ -139,6 +140,9 @@ impl Inbox for ChannelContext {
 pub struct CliChannel {
     subscribers: Subscribers,
     next_id: AtomicU64,
+    /// The socket [`crate::edge::Channel::start`] serves, until it starts.
+    listener: std::sync::Mutex<Option<UnixListener>>,
+    serving: std::sync::atomic::AtomicBool,
     limits: CliLimits,
     fd_budget: Arc<FdBudget>,
     log_gate: Arc<LogGate>,
@@ -166,6 +170,8 @@ impl CliChannel {
         Arc::new(Self {
             subscribers: Subscribers::default(),
             next_id: AtomicU64::new(1),
+            listener: std::sync::Mutex::new(None),
+            serving: std::sync::atomic::AtomicBool::new(false),
             limits,
             fd_budget,
             log_gate: Arc::new(LogGate::new(LOG_WINDOW)),
@@ -177,6 +183,22 @@ impl CliChannel {
         // One binder for every private socket of the host: a stale socket is replaced, any
         // other file there is refused, the mode is 0600.
         crate::proxy::bind_session_socket(path, None).map_err(std::io::Error::other)
+    }
+
+    /// Gives the channel the socket its [`crate::edge::Channel::start`] serves.
+    pub fn listen(&self, listener: UnixListener) {
+        *self
+            .listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener);
+    }
+
+    /// The socket given to [`CliChannel::listen`], once.
+    fn take_listener(&self) -> Option<UnixListener> {
+        self.listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Accepts terminals until `shutdown`.
@@ -593,80 +615,5 @@ async fn write_lines(
                 return;
             }
         }
-    }
-}
-
-impl Channel for CliChannel {
-    fn channel_type(&self) -> &'static str {
-        CHANNEL_TYPE
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            threads: false,
-            edits: false,
-            reactions: false,
-            buttons: false,
-            files: true,
-            max_text_chars: 64 * 1024,
-        }
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        to: &'a ChatAddress,
-        message: &'a OutgoingMessage,
-    ) -> BoxFuture<'a, Result<String, ChannelError>> {
-        Box::pin(async move {
-            let (question_id, options) = match &message.content {
-                OutboundContent::Question {
-                    question_id,
-                    options,
-                    ..
-                } => (Some(question_id.clone()), options.clone()),
-                OutboundContent::Message(_)
-                | OutboundContent::Edit { .. }
-                | OutboundContent::Reaction { .. }
-                | OutboundContent::Progress { .. }
-                | OutboundContent::System { .. } => (None, Vec::new()),
-            };
-            let text = render::render(&message.content)?;
-            let files = message
-                .files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect();
-            let line = ServerLine::Reply {
-                id: message.id.to_string(),
-                seq: message.seq.0,
-                text,
-                files,
-                platform_id: to.platform_id.clone(),
-                thread_id: to.thread_id.clone(),
-                question_id,
-                options,
-            };
-            self.send_reply(to, line).await?;
-            Ok(format!(
-                "cli-{}",
-                self.next_id.fetch_add(1, Ordering::Relaxed)
-            ))
-        })
-    }
-
-    fn turn_complete<'a>(
-        &'a self,
-        to: &'a ChatAddress,
-        message_id: &'a MessageId,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            let line = ServerLine::TurnComplete {
-                message_id: message_id.to_string(),
-                platform_id: to.platform_id.clone(),
-            };
-            for recipient in self.subscribers.recipients(to) {
-                self.queue(&recipient, Outgoing::line(line.clone()));
-            }
-        })
     }
 }

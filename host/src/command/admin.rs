@@ -3,14 +3,14 @@
 //! message for stderr and the documented exit code.
 
 use super::columns::{
-    APPROVALS, CHATS, DESTINATIONS, DROPPED, GROUPS, MEMBERS, ROLES, SESSIONS, TASKS, USERS,
-    WIRINGS,
+    ADAPTERS, APPROVALS, CHATS, DESTINATIONS, DROPPED, GROUPS, MEMBERS, ROLES, SESSIONS, TASKS,
+    USERS, WIRINGS,
 };
 use super::table::{Table, cell, outline};
 use super::{
-    ApprovalsCommand, ChatsCommand, Command, DestinationsCommand, DroppedCommand, GroupsCommand,
-    LimitArgs, MembersCommand, RolesCommand, SessionsCommand, TasksCommand, UsersCommand,
-    WiringSettingsArgs, WiringsCommand,
+    AdaptersCommand, ApprovalsCommand, ChatsCommand, Command, DestinationsCommand, DroppedCommand,
+    GroupsCommand, LimitArgs, MembersCommand, RolesCommand, SessionsCommand, TasksCommand,
+    UsersCommand, WiringSettingsArgs, WiringsCommand,
 };
 use crate::admin::client::{self, ClientError};
 use serde_json::{Value, json};
@@ -381,6 +381,35 @@ fn request(command: &Command) -> Option<(&'static str, &'static str, Value, Rend
             TasksCommand::Cancel { id } => task_change("cancel", id),
             TasksCommand::RunNow { id } => task_change("run-now", id),
         },
+        Command::Adapters(verb) => match verb {
+            AdaptersCommand::Add { name, channel_type } => (
+                "adapters",
+                "add",
+                json!({ "name": name, "channel_type": channel_type }),
+                Line(|v| {
+                    format!(
+                        "added adapter {} for channel type {}; it connects to {} with this token (shown once, keep it secret):\n{}",
+                        cell(v.pointer("/adapter/name")),
+                        cell(v.pointer("/adapter/channel_type")),
+                        cell(v.get("socket")),
+                        cell(v.get("token"))
+                    )
+                }),
+            ),
+            AdaptersCommand::List => ("adapters", "list", json!({}), Table(ADAPTERS)),
+            AdaptersCommand::Remove { name } => (
+                "adapters",
+                "remove",
+                json!({ "name": name }),
+                Line(|v| {
+                    format!(
+                        "removed adapter {} (channel type {}): its token no longer works",
+                        cell(v.get("name")),
+                        cell(v.get("channel_type"))
+                    )
+                }),
+            ),
+        },
     })
 }
 
@@ -491,6 +520,16 @@ pub async fn status(socket: &Path, json_output: bool) -> Result<(), Failure> {
     println!("approvals   {} open", status.pending_approvals);
     for line in disk_lines(&status.disk) {
         println!("{line}");
+    }
+    for channel in &status.channels {
+        let state = serde_json::to_value(channel.health.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        match &channel.health.last_error {
+            Some(error) => println!("channel     {} {state}: {error}", channel.channel_type),
+            None => println!("channel     {} {state}", channel.channel_type),
+        }
     }
     Ok(())
 }

@@ -71,6 +71,14 @@ pub const DROPPED: &[(&str, &str)] = &[
     ("COUNT", "count"),
     ("LAST SEEN", "last_seen"),
 ];
+pub const ADAPTERS: &[(&str, &str)] = &[
+    ("NAME", "name"),
+    ("CHANNEL", "channel_type"),
+    ("CREATED", "created"),
+    ("LAST SEEN", "last_seen"),
+    ("HEALTH", "health.state"),
+    ("ERROR", "health.last_error"),
+];
 pub const TASKS: &[(&str, &str)] = &[
     ("ID", "task_id"),
     ("GROUP", "agent_group_id"),

@@ -1,6 +1,6 @@
 //! The command line of `crabpot`: [`Cli`] and its subcommands (clap derive). `serve`, `chat`
 //! and `status`, and the admin resources, each `crabpot <resource> <verb>`: groups, chats,
-//! wirings, destinations, users, roles, members, sessions, approvals, dropped. Parsing lives
+//! wirings, destinations, users, roles, members, sessions, approvals, dropped, tasks, adapters. Parsing lives
 //! here; [`admin`] runs the admin verbs against the host and renders their answers ([`table`]
 //! for people, `--json` for scripts).
 
@@ -85,6 +85,10 @@ pub enum Command {
     /// Scheduled tasks the agents set up (schedule_task), by task id.
     #[command(subcommand, after_help = EXIT_CODES)]
     Tasks(TasksCommand),
+    /// Out-of-process channel adapters: programs in any language that connect to
+    /// data/adapters.sock with a token (docs/adapter-protocol.md).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Adapters(AdaptersCommand),
 }
 
 #[derive(Debug, Args)]
@@ -410,6 +414,22 @@ pub enum TasksCommand {
     /// Run a task once now (a recurring task keeps its schedule; a one-off task runs now
     /// instead of later).
     RunNow { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdaptersCommand {
+    /// Register an adapter and print its token (shown once; the host keeps only its hash).
+    Add {
+        /// The adapter's name (a-z, 0-9, '-', '_').
+        name: String,
+        /// The channel type it serves, as in chat addresses TYPE/PLATFORM_ID (default: NAME).
+        #[arg(long)]
+        channel_type: Option<String>,
+    },
+    /// List adapters with their health in the running host.
+    List,
+    /// Remove an adapter: its token stops working and its connection is closed.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@
 //! sender is told — once per window, so a model that answers every refusal by sending again
 //! cannot turn the refusals themselves into a loop.
 
+use super::refusal::Refusal;
 use super::{Delivery, RowOutcome};
 use crate::db::DbError;
 use crate::db::central::{self, sessions as session_db};
@@ -141,15 +142,15 @@ impl Delivery {
     ) -> RowOutcome {
         let target_id = format!("{}.{}", session.id, row.id);
         if !protocol::ids::is_safe_folder_name(&target_id) {
-            return RowOutcome::refused(format!(
+            return RowOutcome::refused(Refusal::ToAgent(format!(
                 "message id {:?} is not a plain name: it cannot carry files to another agent",
                 row.id.as_str()
-            ));
+            )));
         }
         let target_id = MessageId::new(target_id);
         let landing = match self.landing(session, to_group, return_to).await {
             Ok(Ok(landing)) => landing,
-            Ok(Err(reason)) => return RowOutcome::refused(reason),
+            Ok(Err(reason)) => return RowOutcome::refused(Refusal::Destination(reason)),
             Err(e) => {
                 tracing::warn!(error = %e, "resolving the agent-to-agent target failed");
                 return RowOutcome::busy();
@@ -162,7 +163,7 @@ impl Delivery {
             .admit(&session.id, &landing.target.agent_group, Instant::now());
         if let Err(hit) = admitted {
             return RowOutcome::Refused {
-                reason: hit.reason,
+                refusal: Refusal::OverLimit(hit.reason),
                 tell: hit.tell,
             };
         }
@@ -195,7 +196,7 @@ impl Delivery {
             .await;
             match copied {
                 Ok(Ok(())) => {}
-                Ok(Err(reason)) => return RowOutcome::refused(reason),
+                Ok(Err(reason)) => return RowOutcome::refused(Refusal::Files(reason)),
                 Err(e) => {
                     tracing::error!(error = %e, "copying files failed");
                     return RowOutcome::busy();

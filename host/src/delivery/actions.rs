@@ -6,6 +6,7 @@
 //! approval leaves the agent a context-only note (it does not wake it); the outcome of the
 //! decision wakes it later.
 
+use super::refusal::Refusal;
 use super::{Delivery, RowOutcome};
 use crate::agents::RequestOutcome;
 use crate::session::SessionRef;
@@ -36,7 +37,7 @@ impl Delivery {
     ) -> RowOutcome {
         let action = match Action::from_content(content) {
             Ok(action) => action,
-            Err(e) => return RowOutcome::refused(e.to_string()),
+            Err(e) => return RowOutcome::refused(Refusal::Action(e.to_string())),
         };
         let name = action.name();
         let change = match task_change(action) {
@@ -51,7 +52,9 @@ impl Delivery {
                 RowOutcome::Delivered
             }
             Err(TaskError::Db(e)) if e.is_retryable() => RowOutcome::busy(),
-            Err(e) => RowOutcome::refused(format!("{name} {task_id} was refused: {e}")),
+            Err(e) => RowOutcome::refused(Refusal::Action(format!(
+                "{name} {task_id} was refused: {e}"
+            ))),
         }
     }
 
@@ -78,11 +81,13 @@ impl Delivery {
                 self.router.tell(session, text, false).await;
                 RowOutcome::Delivered
             }
-            Ok(RequestOutcome::Refused(reason)) => {
-                RowOutcome::refused(format!("create_agent {name:?} was refused: {reason}"))
-            }
+            Ok(RequestOutcome::Refused(reason)) => RowOutcome::refused(Refusal::Action(format!(
+                "create_agent {name:?} was refused: {reason}"
+            ))),
             Err(e) if e.is_retryable() => RowOutcome::busy(),
-            Err(e) => RowOutcome::refused(format!("create_agent {name:?} failed: {e}")),
+            Err(e) => RowOutcome::refused(Refusal::Action(format!(
+                "create_agent {name:?} failed: {e}"
+            ))),
         }
     }
 

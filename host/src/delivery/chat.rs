@@ -10,9 +10,11 @@
 //! told.
 
 use super::bookkeeping::{Final, Records};
+use super::refusal::Refusal;
 use super::{Delivery, MAX_ATTEMPTS, RowOutcome, Wait};
-use crate::channels::{Channel, ChannelError, ChatAddress, OutgoingMessage};
+use crate::bridge::RowSend;
 use crate::db::central::DropRecord;
+use crate::edge::{Channel, ChannelError, ChatAddress};
 use crate::session::SessionRef;
 use protocol::inbound::WaitReason;
 use protocol::rows::DeliveryStatus;
@@ -20,6 +22,9 @@ use protocol::{MessageId, OutboundContent, OutboundRow, Seq, Writer};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The `error` of a `sending` record written for a resend after a host crash.
+pub const RESENT_AFTER_CRASH: &str = "resent after a host crash";
 
 /// A validated, authorised chat row, ready to send.
 pub struct ChatSend {
@@ -35,6 +40,10 @@ pub struct ChatSend {
     attempts: i64,
     /// Whether it named files (its outbox folder goes once it is handled).
     pub names_files: bool,
+    /// The inbound row it answers (a reply to the origin takes its turn's draft's place).
+    in_reply_to: Option<MessageId>,
+    /// Left `sending` by a host that crashed: sent again once, flagged for the platform.
+    resend: bool,
 }
 
 impl Delivery {
@@ -46,19 +55,20 @@ impl Delivery {
         content: OutboundContent,
         address: ChatAddress,
         attempts: i64,
+        resend: bool,
     ) -> RowOutcome {
-        let Some(channel) = self.channels.get(&address.channel_type).cloned() else {
-            return RowOutcome::refused(format!(
+        let Some(channel) = self.channels.get(&address.channel_type) else {
+            return RowOutcome::refused(Refusal::NoAdapter(format!(
                 "no channel adapter for {:?}",
                 address.channel_type
-            ));
+            )));
         };
         if let Err(reason) = super::operations::check(&content) {
-            return RowOutcome::refused(reason);
+            return RowOutcome::refused(Refusal::BadContent(reason));
         }
         let files = match self.stage_files(session, row, &content).await {
             Ok(files) => files,
-            Err(reason) => return RowOutcome::refused(reason),
+            Err(reason) => return RowOutcome::refused(Refusal::Files(reason)),
         };
         if let OutboundContent::Question { .. } = &content
             && let Err(e) = self.record_question(session, &content, &address).await
@@ -78,6 +88,8 @@ impl Delivery {
             target,
             attempts,
             names_files,
+            in_reply_to: row.in_reply_to.clone(),
+            resend,
         }))
     }
 
@@ -94,22 +106,24 @@ impl Delivery {
         if run.is_empty() {
             return true;
         }
-        let marks: Vec<(MessageId, Seq, Option<Seq>)> = run
+        let marks: Vec<(MessageId, Seq, Option<Seq>, bool)> = run
             .iter()
-            .map(|send| (send.id.clone(), send.seq, send.target))
+            .map(|send| (send.id.clone(), send.seq, send.target, send.resend))
             .collect();
         let targets = self
             .sessions
             .with_inbound(session, move |tx, _| {
                 let mut targets = HashMap::new();
-                for (id, seq, target) in marks {
+                for (id, seq, target, resend) in marks {
+                    // A resend after a crash is marked, so a second crash fails the row
+                    // rather than sending it a third time.
                     protocol::inbound::record_delivery(
                         tx,
                         &id,
                         seq,
                         DeliveryStatus::Sending,
                         None,
-                        None,
+                        resend.then_some(RESENT_AFTER_CRASH),
                     )?;
                     let platform_id = match target {
                         Some(target) if Writer::Host.owns(target) => {
@@ -141,7 +155,23 @@ impl Delivery {
                 .target
                 .and_then(|target| platform_ids.get(&target).or_else(|| targets.get(&target)))
                 .cloned();
-            let result = deliver(&send, target_platform_message_id).await;
+            let result = self
+                .bridge
+                .send(
+                    &send.channel,
+                    RowSend {
+                        session: &session.id,
+                        address: &send.address,
+                        id: &send.id,
+                        seq: send.seq,
+                        content: &send.content,
+                        files: &send.files,
+                        target: target_platform_message_id,
+                        in_reply_to: send.in_reply_to.as_ref(),
+                        resend: send.resend,
+                    },
+                )
+                .await;
             if let Ok(platform_id) = &result {
                 platform_ids.insert(send.seq, platform_id.clone());
                 delivered_any = true;
@@ -194,7 +224,14 @@ impl Delivery {
                 );
             }
             Err(e) if e.is_retryable() && attempts < MAX_ATTEMPTS => {
-                let backoff_ms = 500 * (1_i64 << attempts.min(6));
+                // A platform's retry-after is honoured when it asks for longer.
+                let asked_ms = match &e {
+                    ChannelError::RateLimited { retry_after } => {
+                        i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX)
+                    }
+                    _ => 0,
+                };
+                let backoff_ms = (500 * (1_i64 << attempts.min(6))).max(asked_ms);
                 if self
                     .log_gate
                     .should_log(&format!("delivery.retry {}", session.id))
@@ -235,47 +272,4 @@ impl Delivery {
             }
         }
     }
-}
-
-/// The platform calls of one row (long text in pieces); the first failure stops it.
-async fn deliver(
-    send: &ChatSend,
-    target_platform_message_id: Option<String>,
-) -> Result<String, ChannelError> {
-    let pieces = match &send.content {
-        OutboundContent::Message(m) => {
-            crate::channels::split_text(&m.text, send.channel.capabilities().max_text_chars)
-        }
-        _ => vec![String::new()],
-    };
-    let mut result = Ok(String::new());
-    for (index, piece) in pieces.iter().enumerate() {
-        let piece_content = match &send.content {
-            OutboundContent::Message(m) => OutboundContent::Message(protocol::MessageContent {
-                text: piece.clone(),
-                files: if index == 0 {
-                    m.files.clone()
-                } else {
-                    Vec::new()
-                },
-            }),
-            other => other.clone(),
-        };
-        let message = OutgoingMessage {
-            id: send.id.clone(),
-            seq: send.seq,
-            content: piece_content,
-            files: if index == 0 {
-                send.files.clone()
-            } else {
-                Vec::new()
-            },
-            target_platform_message_id: target_platform_message_id.clone(),
-        };
-        result = send.channel.deliver(&send.address, &message).await;
-        if result.is_err() {
-            break;
-        }
-    }
-    result
 }

@@ -16,7 +16,7 @@
 
 use super::Delivery;
 use super::worker::{Cause, SessionWorker, WorkerHandle};
-use crate::channels::{ChatAddress, HostMessage};
+use crate::edge::{Arrival, HostMessage};
 use crate::session::SessionRef;
 use crate::supervisor::Notice;
 use protocol::SessionId;
@@ -45,7 +45,7 @@ impl Delivery {
         mut out_changed: mpsc::UnboundedReceiver<SessionRef>,
         notices: mpsc::UnboundedReceiver<Notice>,
         host_messages: mpsc::UnboundedReceiver<HostMessage>,
-        mut arrivals: mpsc::UnboundedReceiver<ChatAddress>,
+        mut arrivals: mpsc::UnboundedReceiver<Arrival>,
         shutdown: CancellationToken,
     ) {
         self.supervisor.load_failures().await;
@@ -68,7 +68,7 @@ impl Delivery {
                         dispatcher.signal(&more, Cause::Changed);
                     }
                 }
-                Some(address) = arrivals.recv() => dispatcher.arrived(&address).await,
+                Some(arrival) = arrivals.recv() => dispatcher.arrived(arrival).await,
                 _ = tick.tick() => dispatcher.tick(),
             }
         }
@@ -165,19 +165,30 @@ impl Dispatcher {
         }
     }
 
-    async fn arrived(&mut self, address: &ChatAddress) {
+    async fn arrived(&mut self, arrival: Arrival) {
         for handle in self.workers.values() {
-            if handle.waits_for(&address.channel_type, &address.platform_id) {
+            let waits = match &arrival {
+                Arrival::Chat(address) => {
+                    handle.waits_for(&address.channel_type, &address.platform_id)
+                }
+                Arrival::Channel(channel_type) => handle.waits_for_channel(channel_type),
+            };
+            if waits {
                 handle.signals.raise(Cause::Arrived);
             }
         }
-        let (channel_type, platform_id) =
-            (address.channel_type.clone(), address.platform_id.clone());
         let sessions = self
             .delivery
             .central
-            .call(move |conn| {
-                crate::db::central::sessions::sessions_of_chat(conn, &channel_type, &platform_id)
+            .call(move |conn| match arrival {
+                Arrival::Chat(address) => crate::db::central::sessions::sessions_of_chat(
+                    conn,
+                    &address.channel_type,
+                    &address.platform_id,
+                ),
+                Arrival::Channel(channel_type) => {
+                    crate::db::central::sessions::sessions_of_channel(conn, &channel_type)
+                }
             })
             .await;
         let sessions = match sessions {

@@ -38,16 +38,19 @@ mod bookkeeping;
 mod chat;
 mod dispatch;
 pub mod limits;
+pub mod live;
 mod notices;
 mod operations;
 pub mod outbox;
 mod pass;
 mod reader;
+pub mod refusal;
 mod route;
 #[cfg(test)]
 mod tests;
 mod worker;
 
+use crate::bridge::Bridge;
 use crate::channels::Channels;
 use crate::db::DbThread;
 use crate::router::Router;
@@ -58,6 +61,7 @@ use a2a::{A2aLimits, LoopGuard};
 pub use limits::OutboundLimits;
 use protocol::inbound::{WaitReason, Waiting};
 use protocol::{OutboundContent, OutboundKind, OutboundRow, Seq, Writer};
+use refusal::Refusal;
 use route::Route;
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -75,7 +79,9 @@ pub struct Delivery {
     sessions: Arc<SessionStore>,
     central: Arc<DbThread<Connection>>,
     supervisor: Arc<Supervisor>,
-    channels: Channels,
+    channels: Arc<Channels>,
+    /// How rows reach each platform (degrading, splitting, markup, rates, live drafts).
+    bridge: Arc<Bridge>,
     interval: Duration,
     loop_guard: Mutex<LoopGuard>,
     router: Arc<Router>,
@@ -94,7 +100,8 @@ pub struct DeliveryParts {
     pub sessions: Arc<SessionStore>,
     pub central: Arc<DbThread<Connection>>,
     pub supervisor: Arc<Supervisor>,
-    pub channels: Channels,
+    pub channels: Arc<Channels>,
+    pub bridge: Arc<Bridge>,
     /// How often sessions are looked at even without file events.
     pub interval: Duration,
     pub a2a_limits: A2aLimits,
@@ -143,13 +150,13 @@ enum RowOutcome {
     Delivered,
     Send(Box<chat::ChatSend>),
     Deferred(Wait),
-    Refused { reason: String, tell: bool },
+    Refused { refusal: Refusal, tell: bool },
 }
 
 impl RowOutcome {
-    fn refused(reason: impl Into<String>) -> Self {
+    fn refused(refusal: Refusal) -> Self {
         RowOutcome::Refused {
-            reason: reason.into(),
+            refusal,
             tell: true,
         }
     }
@@ -172,6 +179,7 @@ impl Delivery {
             central: parts.central,
             supervisor: parts.supervisor,
             channels: parts.channels,
+            bridge: parts.bridge,
             interval: parts.interval,
             loop_guard: Mutex::new(LoopGuard::new(parts.a2a_limits)),
             router: parts.router,
@@ -191,9 +199,12 @@ impl Delivery {
         session: &SessionRef,
         row: &OutboundRow,
         attempts: i64,
+        resend: bool,
         routes: &mut route::RouteCache,
     ) -> RowOutcome {
-        let outcome = self.handle_row_once(session, row, attempts, routes).await;
+        let outcome = self
+            .handle_row_once(session, row, attempts, resend, routes)
+            .await;
         match outcome {
             RowOutcome::Delivered | RowOutcome::Refused { .. } => {
                 if names_files(row) {
@@ -210,14 +221,18 @@ impl Delivery {
         session: &SessionRef,
         row: &OutboundRow,
         attempts: i64,
+        resend: bool,
         routes: &mut route::RouteCache,
     ) -> RowOutcome {
         let Some(kind) = OutboundKind::parse(&row.kind) else {
-            return RowOutcome::refused(format!("unknown kind {:?}", row.kind));
+            return RowOutcome::refused(Refusal::UnknownKind(format!(
+                "unknown kind {:?}",
+                row.kind
+            )));
         };
         let content = match OutboundContent::parse(kind, &row.content) {
             Ok(content) => content,
-            Err(e) => return RowOutcome::refused(e.to_string()),
+            Err(e) => return RowOutcome::refused(Refusal::BadContent(e.to_string())),
         };
         let now = protocol::time::now_ms();
         if let Some(at) = row.deliver_after.filter(|at| *at > now) {
@@ -239,7 +254,7 @@ impl Delivery {
             .await
         {
             Ok(route) => route,
-            Err(reason) => return RowOutcome::refused(reason),
+            Err(reason) => return RowOutcome::refused(Refusal::Destination(reason)),
         };
         let address = match (route, &content) {
             (Route::Chat(address), _) => address,
@@ -254,12 +269,12 @@ impl Delivery {
                     .await;
             }
             (Route::Agent { .. } | Route::Return { .. }, _) => {
-                return RowOutcome::refused(
-                    "only plain messages (text and files) can be sent to another agent",
-                );
+                return RowOutcome::refused(Refusal::ToAgent(
+                    "only plain messages (text and files) can be sent to another agent".into(),
+                ));
             }
         };
-        self.prepare_chat(session, row, content, address, attempts)
+        self.prepare_chat(session, row, content, address, attempts, resend)
             .await
     }
 

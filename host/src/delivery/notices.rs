@@ -5,12 +5,10 @@
 
 use super::Delivery;
 use super::route::Route;
-use crate::channels::{ChatAddress, HostMessage, OutgoingMessage};
+use crate::edge::{ChatAddress, HostMessage};
 use crate::session::SessionRef;
 use crate::supervisor::Notice;
-use protocol::{
-    AckStatus, InboundContent, InboundStatus, MessageId, NewInboundRow, OutboundContent, Seq,
-};
+use protocol::{AckStatus, InboundContent, InboundStatus, MessageId, NewInboundRow};
 use std::collections::HashSet;
 
 impl Delivery {
@@ -81,11 +79,14 @@ impl Delivery {
         if let Some(earliest) = earliest {
             self.tasks.mirror_due(&session.id, earliest).await;
         }
-        self.complete_turns(changed).await;
+        self.complete_turns(session, changed).await;
         Ok(())
     }
 
-    async fn complete_turns(&self, rows: Vec<protocol::InboundRow>) {
+    async fn complete_turns(&self, session: &SessionRef, rows: Vec<protocol::InboundRow>) {
+        // A draft no reply took (a stopped turn, a reply sent elsewhere) leaves the chat.
+        let ids: Vec<MessageId> = rows.iter().map(|row| row.id.clone()).collect();
+        self.bridge.streams().finish(&session.id, &ids).await;
         let mut seen = HashSet::new();
         for row in rows {
             let (Some(channel_type), Some(platform_id)) =
@@ -159,7 +160,7 @@ impl Delivery {
             })
             .await
             .unwrap_or_default();
-        self.complete_turns(rows).await;
+        self.complete_turns(&notice.session, rows).await;
     }
 
     /// Sends a message from the host itself to a chat (best effort: logged when it fails).
@@ -168,17 +169,7 @@ impl Delivery {
             tracing::warn!(channel = %message.to.channel_type, "no channel adapter for a host message");
             return;
         };
-        let outgoing = OutgoingMessage {
-            id: MessageId::generate(),
-            seq: Seq(-1),
-            content: OutboundContent::Message(protocol::MessageContent {
-                text: message.text,
-                files: Vec::new(),
-            }),
-            files: Vec::new(),
-            target_platform_message_id: None,
-        };
-        if let Err(e) = channel.deliver(&message.to, &outgoing).await {
+        if let Err(e) = self.bridge.host_message(&channel, &message).await {
             tracing::warn!(error = %e, "host message not delivered");
         }
     }

@@ -6,9 +6,9 @@
 
 use super::Delivery;
 use super::outbox;
-use crate::channels::{Capabilities, ChatAddress};
 use crate::db::DbError;
 use crate::db::central::questions::{self, NewQuestion};
+use crate::edge::{Capabilities, ChatAddress};
 use crate::session::SessionRef;
 use protocol::content::PROGRESS_STATUSES;
 use protocol::schedule::MAX_TASK_ID_BYTES;
@@ -258,14 +258,7 @@ mod tests {
             items: vec![],
             target_seq: Some(Seq(5)),
         };
-        let mut capabilities = Capabilities {
-            threads: false,
-            edits: false,
-            reactions: false,
-            buttons: false,
-            files: true,
-            max_text_chars: 100,
-        };
+        let mut capabilities = Capabilities::text_only(100, crate::edge::Markup::Markdown);
         assert_eq!(target_of(&content, capabilities), None);
         capabilities.edits = true;
         assert_eq!(target_of(&content, capabilities), Some(Seq(5)));

@@ -11,6 +11,7 @@ use super::bookkeeping::{Book, Final, Records};
 use super::chat::ChatSend;
 use super::limits::RowBudget;
 use super::reader::Read;
+use super::refusal::Refusal;
 use super::route::{self, RouteCache, RowChat};
 use super::{Delivery, RowOutcome};
 use crate::db::central::DropRecord;
@@ -44,6 +45,8 @@ pub struct PassOutcome {
 #[derive(Default)]
 struct Lookups {
     states: HashMap<MessageId, (DeliveryStatus, i64)>,
+    /// Rows left `sending` that were already resent once after a crash.
+    resent: std::collections::HashSet<MessageId>,
     turns: HashMap<Seq, Option<Seq>>,
     answered: HashMap<MessageId, RowChat>,
 }
@@ -157,9 +160,9 @@ impl<'a> Pass<'a> {
                             now,
                         )
                     {
-                        self.refuse(&id, seq, &hit.reason, hit.tell);
+                        self.refuse(&id, seq, &Refusal::OverLimit(hit.reason), hit.tell);
                     } else {
-                        self.refuse(&id, seq, &bad.reason, true);
+                        self.refuse(&id, seq, &Refusal::BadRow(bad.reason), true);
                     }
                     continue;
                 }
@@ -168,33 +171,41 @@ impl<'a> Pass<'a> {
             let order = super::invalid_order(&row, last_seq);
             last_seq = last_seq.max(Some(row.seq));
             if let Some(reason) = order {
-                self.refuse(&id, seq, &reason, true);
+                self.refuse(&id, seq, &Refusal::OutOfOrder(reason), true);
                 continue;
             }
+            let mut resend = false;
             match book.waiting.get(&id) {
                 Some(waiting) if !Book::is_due(waiting, now_ms, self.arrived) => continue,
                 Some(_) => {}
-                // Marked `sending` before a crash: sent again, with the same idempotency key.
-                None if state.is_some() => {}
+                // Left `sending` by a crash between the platform call and its record, and
+                // resent once already: the platform may have it twice; never a third time.
+                None if lookups.resent.contains(&id) => {
+                    self.give_up_resend(&row);
+                    continue;
+                }
+                // Left `sending` by a crash: sent again once, flagged, with the same
+                // idempotency key.
+                None if state.is_some() => resend = true,
                 None if Some(row.seq) <= high_water => {
                     let reason = format!(
                         "seq {} is not above the last delivered seq {}",
                         row.seq,
                         high_water.map_or(-1, |s| s.0)
                     );
-                    self.refuse(&id, seq, &reason, true);
+                    self.refuse(&id, seq, &Refusal::OutOfOrder(reason), true);
                     continue;
                 }
                 None => {
                     let turn = lookups.turns.get(&row.seq).copied().flatten();
                     if let Err(hit) = budget.admit(turn, now) {
-                        self.refuse(&id, seq, &hit.reason, hit.tell);
+                        self.refuse(&id, seq, &Refusal::OverLimit(hit.reason), hit.tell);
                         continue;
                     }
                 }
             }
             let attempts = state.map_or(0, |(_, attempts)| *attempts);
-            self.handle(&row, attempts).await;
+            self.handle(&row, attempts, resend).await;
         }
         self.flush().await;
         let handled = self.records.handled;
@@ -251,6 +262,12 @@ impl<'a> Pass<'a> {
                 let mut lookups = Lookups::default();
                 for id in ids {
                     if let Some(state) = protocol::inbound::delivery(tx, &id)? {
+                        if state.0 == DeliveryStatus::Sending
+                            && protocol::inbound::delivery_error(tx, &id)?.as_deref()
+                                == Some(super::chat::RESENT_AFTER_CRASH)
+                        {
+                            lookups.resent.insert(id.clone());
+                        }
                         lookups.states.insert(id, state);
                     }
                 }
@@ -271,7 +288,24 @@ impl<'a> Pass<'a> {
             .await
     }
 
-    async fn handle(&mut self, row: &OutboundRow, attempts: i64) {
+    /// A row a crash left `sending` twice: `failed`, recorded, and the agent told.
+    fn give_up_resend(&mut self, row: &OutboundRow) {
+        let error = "the host crashed twice while sending it; it may have arrived".to_owned();
+        tracing::warn!(session_id = %self.session.id, seq = %row.seq, %error, "not sending a row a third time");
+        self.records.tells.push(format!(
+            "delivery of your message seq {} is uncertain: {error}",
+            row.seq
+        ));
+        self.records.finish(Final {
+            id: row.id.clone(),
+            seq: row.seq,
+            status: DeliveryStatus::Failed,
+            platform_message_id: None,
+            error: Some(error),
+        });
+    }
+
+    async fn handle(&mut self, row: &OutboundRow, attempts: i64, resend: bool) {
         // A row that may go to another agent or carry out an action is handled after the
         // chat rows before it are sent, to keep their order.
         if row.kind != "chat" || row.destination.is_some() {
@@ -279,7 +313,7 @@ impl<'a> Pass<'a> {
         }
         let outcome = self
             .delivery
-            .handle_row(self.session, row, attempts, &mut self.routes)
+            .handle_row(self.session, row, attempts, resend, &mut self.routes)
             .await;
         match outcome {
             RowOutcome::Delivered => {
@@ -288,8 +322,8 @@ impl<'a> Pass<'a> {
             }
             RowOutcome::Send(send) => self.run.push(*send),
             RowOutcome::Deferred(wait) => self.records.wait(wait.of(&row.id, row.seq)),
-            RowOutcome::Refused { reason, tell } => {
-                self.refuse(&row.id, Some(row.seq), &reason, tell);
+            RowOutcome::Refused { refusal, tell } => {
+                self.refuse(&row.id, Some(row.seq), &refusal, tell);
             }
         }
     }
@@ -313,7 +347,8 @@ impl<'a> Pass<'a> {
 
     /// Refuses a row: logs the reason (repeats coalesced), records it as dropped here
     /// and in `dropped_messages`, and (when `tell`) tells the agent with a `system` row.
-    fn refuse(&mut self, id: &MessageId, seq: Option<Seq>, reason: &str, tell: bool) {
+    fn refuse(&mut self, id: &MessageId, seq: Option<Seq>, refusal: &Refusal, tell: bool) {
+        let reason = refusal.detail();
         // Identical refusals (the same reason, whatever seq or size it names) are one line
         // per window: a flood over a cap logs once, distinct problems each once.
         let kind: String = reason
@@ -326,11 +361,11 @@ impl<'a> Pass<'a> {
             .log_gate
             .should_log(&format!("delivery.refused {} {kind}", self.session.id))
         {
-            tracing::warn!(session_id = %self.session.id, message_id = %id, seq = ?seq.map(|s| s.0), %reason, "refused outbound row");
+            tracing::warn!(session_id = %self.session.id, message_id = %id, seq = ?seq.map(|s| s.0), code = refusal.code(), %reason, "refused outbound row");
         }
         self.records.drops.push(DropRecord {
             outbound: true,
-            reason: reason.to_owned(),
+            reason: refusal.to_string(),
             session_id: Some(self.session.id.clone()),
             agent_group_id: Some(self.session.agent_group.clone()),
             message_id: Some(id.to_string()),

@@ -7,9 +7,9 @@
 //! its agent group — what an agent-shared session needs), else the session's own chat.
 
 use super::Delivery;
-use crate::channels::ChatAddress;
 use crate::db::DbError;
 use crate::db::central::{self, destinations};
+use crate::edge::ChatAddress;
 use crate::session::SessionRef;
 use protocol::{AgentGroupId, DestinationType, MessageId, SessionId};
 use std::collections::HashMap;

@@ -7,12 +7,13 @@
 
 use super::worker::{Backoff, MAX_BACKOFF, MIN_BACKOFF};
 use super::*;
-use crate::channels::{Capabilities, Channel, ChannelError, ChatAddress, OutgoingMessage};
 use crate::db::central;
+use crate::edge::BoxFuture;
+use crate::edge::{Capabilities, Channel, ChannelError, ChatAddress, OutgoingMessage};
 use crate::proxy::Proxy;
 use crate::router::RouterParts;
 use crate::router::plan::PlanSettings;
-use crate::runtime::{BoxFuture, ContainerLimits, RecordingRuntime};
+use crate::runtime::{ContainerLimits, RecordingRuntime};
 use crate::supervisor::{SupervisorConfig, SupervisorParts};
 use protocol::MessageId;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 struct FakeChannel {
     sent: Mutex<Vec<OutgoingMessage>>,
     disconnected: AtomicBool,
+    /// A send of a `slow-` row is under way.
+    slow_started: AtomicBool,
 }
 
 impl FakeChannel {
@@ -44,27 +47,23 @@ impl FakeChannel {
             .lock()
             .unwrap()
             .iter()
-            .map(|m| match &m.content {
-                protocol::OutboundContent::Message(m) => m.text.clone(),
-                other => format!("{other:?}"),
-            })
+            .map(|m| m.text.clone())
             .collect()
     }
 }
 
 impl Channel for FakeChannel {
-    fn channel_type(&self) -> &'static str {
+    fn channel_type(&self) -> &str {
         "cli"
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            threads: false,
             edits: true,
             reactions: true,
-            buttons: false,
             files: true,
-            max_text_chars: 4000,
+            max_file_bytes: u64::MAX,
+            ..Capabilities::text_only(4000, crate::edge::Markup::Markdown)
         }
     }
 
@@ -77,17 +76,28 @@ impl Channel for FakeChannel {
             if self.disconnected.load(Ordering::SeqCst) {
                 return Err(ChannelError::NoRecipient("no terminal".into()));
             }
+            if message.id.as_str().starts_with("slow-") {
+                // A platform whose every send takes 2 s.
+                self.slow_started.store(true, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
             self.sent.lock().unwrap().push(message.clone());
             Ok(format!("p{}", message.seq))
         })
     }
 
-    fn turn_complete<'a>(
+    fn edit<'a>(
         &'a self,
         _to: &'a ChatAddress,
-        _message_id: &'a MessageId,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async {})
+        platform_message_id: &'a str,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let mut edit = message.clone();
+            edit.text = format!("(edit of {platform_message_id}) {}", message.text);
+            self.sent.lock().unwrap().push(edit);
+            Ok(())
+        })
     }
 }
 
@@ -128,7 +138,7 @@ struct Harness {
     runtime: Arc<RecordingRuntime>,
     channel: Arc<FakeChannel>,
     out_changed: mpsc::UnboundedSender<SessionRef>,
-    arrivals: mpsc::UnboundedSender<ChatAddress>,
+    arrivals: mpsc::UnboundedSender<crate::edge::Arrival>,
     shutdown: CancellationToken,
     run: tokio::task::JoinHandle<()>,
 }
@@ -190,13 +200,15 @@ impl Harness {
             Arc::clone(&supervisor),
         );
         let channel = Arc::new(FakeChannel::default());
-        let mut channels = Channels::default();
+        let channels = Arc::new(Channels::default());
         channels.register(channel.clone());
+        let bridge = crate::bridge::Bridge::new(Arc::clone(&channels));
         let delivery = Delivery::new(DeliveryParts {
             sessions: Arc::clone(&sessions),
             central: Arc::clone(&central),
             supervisor: Arc::clone(&supervisor),
             channels,
+            bridge,
             // No ticks during a test: every pass is caused by what the test does.
             interval: Duration::from_secs(3600),
             a2a_limits: A2aLimits::default(),
@@ -401,6 +413,54 @@ async fn a_blocked_read_of_one_session_delays_no_other() {
         host.channel
             .sent_ids()
             .contains(&"stuck-1".to_owned())
+            .then_some(())
+    })
+    .await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_send_that_takes_2s_delays_no_other_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Harness::start(dir.path(), OutboundLimits::default(), None).await;
+    let (slow, other) = (
+        host.session("chat:slow").await,
+        host.session("chat:other").await,
+    );
+    write_row(&host.outbound(&slow), "slow-1", 1, "to a slow platform");
+    host.poke(&slow);
+    eventually("the slow send to begin", || {
+        host.channel
+            .slow_started
+            .load(Ordering::SeqCst)
+            .then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    write_row(
+        &host.outbound(&other),
+        "other-1",
+        1,
+        "from the other session",
+    );
+    host.poke(&other);
+    eventually("the other session's reply", || {
+        host.channel
+            .sent_ids()
+            .contains(&"other-1".to_owned())
+            .then_some(())
+    })
+    .await;
+    // Delivered while the slow send still sleeps: it did not wait for it.
+    assert!(
+        !host.channel.sent_ids().contains(&"slow-1".to_owned()),
+        "the other reply came after the slow send ({:?})",
+        started.elapsed()
+    );
+    eventually("the slow reply in the end", || {
+        host.channel
+            .sent_ids()
+            .contains(&"slow-1".to_owned())
             .then_some(())
     })
     .await;
@@ -715,11 +775,11 @@ async fn a_row_nobody_can_receive_waits_and_goes_when_a_recipient_arrives() {
     .await;
     host.channel.disconnected.store(false, Ordering::SeqCst);
     host.arrivals
-        .send(ChatAddress {
+        .send(crate::edge::Arrival::Chat(ChatAddress {
             channel_type: "cli".into(),
             platform_id: "local".into(),
             thread_id: None,
-        })
+        }))
         .unwrap();
     let (status, _) = eventually("r1 on arrival", || {
         host.state(&session, "r1")

@@ -106,6 +106,15 @@ impl WorkerHandle {
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&(channel_type.to_owned(), platform_id.to_owned()))
     }
+
+    /// Whether rows of this session wait for a recipient of any chat of `channel_type`.
+    pub fn waits_for_channel(&self, channel_type: &str) -> bool {
+        self.waits_for
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|(waiting_type, _)| waiting_type == channel_type)
+    }
 }
 
 /// How long a session's task waits before honouring its next signal: nothing after a pass

@@ -7,52 +7,10 @@
 //! instead of waking an idle container.
 
 use super::Router;
-use crate::db::DbError;
 use crate::db::central::{self, questions};
+use crate::edge::{AnswerError, Answered, QuestionAnswer};
 use crate::session::SessionRef;
-use protocol::{InboundContent, MessageId, NewInboundRow, Sender};
-
-/// An answer typed in a chat.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuestionAnswer {
-    pub channel_type: String,
-    pub platform_id: String,
-    pub thread_id: Option<String>,
-    /// The question answered; `None` = the chat's newest open question.
-    pub question_id: Option<String>,
-    /// What the person typed: an option's number, an option's text, or a free answer.
-    pub answer: String,
-    pub sender: Sender,
-    pub platform_message_id: String,
-}
-
-/// Where an answer went.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Answered {
-    pub message_id: MessageId,
-    pub question_id: String,
-    /// The answer as the agent gets it (an option number resolved to its text).
-    pub answer: String,
-    /// False when the agent had stopped waiting: the row does not wake it.
-    pub trigger: bool,
-}
-
-/// Why an answer was not taken.
-#[derive(Debug, thiserror::Error)]
-pub enum AnswerError {
-    /// Not retryable.
-    #[error("{0}")]
-    NoQuestion(String),
-    /// Not retryable.
-    #[error("question {0} was answered already")]
-    AlreadyAnswered(String),
-    /// An empty answer. Not retryable.
-    #[error("the answer is empty")]
-    Empty,
-    /// Retryable when the database was busy.
-    #[error("storing the answer failed: {0}")]
-    Db(#[from] DbError),
-}
+use protocol::{InboundContent, NewInboundRow};
 
 /// The option an answer picks: its number (1-based) or its text (any case); else the
 /// answer as typed.

@@ -23,75 +23,38 @@ pub mod plan;
 #[cfg(test)]
 mod tests;
 
-use crate::channels::{ChatAddress, HostMessage};
-use crate::db::{DbError, DbThread};
+use crate::db::DbThread;
+use crate::edge::{
+    ChatAddress, HostMessage, InboundEvent, RouteError, RouteOutcome, RoutedMessage,
+};
 use crate::session::{SessionSetup, SessionStore};
 use crate::supervisor::Supervisor;
 use approvals::{DecideError, Decided, Decider, Decision};
 use plan::{PatternCache, PlanSettings, Target};
-use protocol::{InboundContent, MessageId, NewInboundRow, Sender, Seq, SessionConfig};
+use protocol::{InboundContent, MessageId, NewInboundRow, SessionConfig};
 use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 pub use crate::session::SessionRef;
 pub use agents::created_text;
-pub use answers::{AnswerError, Answered, QuestionAnswer, resolve_option};
+pub use answers::resolve_option;
 
-/// A message as a channel adapter reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InboundEvent {
-    pub channel_type: String,
-    pub platform_id: String,
-    pub thread_id: Option<String>,
-    pub platform_message_id: String,
-    pub sender: Sender,
-    pub text: String,
-    pub attachments: Vec<String>,
-    pub is_mention: bool,
-    pub is_group: bool,
-    /// A human name for the chat, used when the chat is seen for the first time.
-    pub chat_name: Option<String>,
-}
+/// The router is where every adapter's events go.
+impl crate::edge::InboundSink for Router {
+    fn push(
+        &self,
+        event: InboundEvent,
+    ) -> crate::edge::BoxFuture<'_, Result<RouteOutcome, RouteError>> {
+        Box::pin(self.route_event(event))
+    }
 
-/// One row the router wrote.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RoutedMessage {
-    pub session: SessionRef,
-    pub message_id: MessageId,
-    pub seq: Seq,
-    /// Whether the row wakes the agent (false: stored as context for the next turn).
-    pub trigger: bool,
-}
-
-/// What became of an event.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RouteOutcome {
-    /// Rows written; every one is durable.
-    pub routed: Vec<RoutedMessage>,
-    /// Approvals that hold the message until someone decides.
-    pub held: Vec<String>,
-    /// Why the message reached no agent group, one reason per drop.
-    pub dropped: Vec<String>,
-    /// The event was an approval decision typed in a DM; this is the answer sent back.
-    pub decision: Option<String>,
-}
-
-/// Why routing failed. Retryable when the database was busy; the channel may ask the
-/// platform to redeliver.
-#[derive(Debug, thiserror::Error)]
-pub enum RouteError {
-    #[error("storing the message failed: {0}")]
-    Db(#[from] DbError),
-}
-
-impl RouteError {
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            RouteError::Db(e) => e.is_retryable(),
-        }
+    fn answer(
+        &self,
+        answer: crate::edge::QuestionAnswer,
+    ) -> crate::edge::BoxFuture<'_, Result<crate::edge::Answered, crate::edge::AnswerError>> {
+        Box::pin(self.answer_question(answer))
     }
 }
 

@@ -11,13 +11,13 @@
 //! context (trigger 0) when the wiring accumulates. Every drop is recorded.
 
 use super::InboundEvent;
-use crate::channels::{ChatAddress, HostMessage};
 use crate::db::DbError;
 use crate::db::central::approvals::{self as approval_db, ApprovalKind, NewApproval};
 use crate::db::central::{
     self, DropRecord, EngageMode, IgnoredMessagePolicy, MessagingGroup, SenderScope, SessionMode,
     UnknownSenderPolicy, Wiring, people,
 };
+use crate::edge::{ChatAddress, HostMessage};
 use crate::session::SessionRef;
 use protocol::{AgentGroupId, Destination, SessionRouting};
 use rusqlite::Connection;

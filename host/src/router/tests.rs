@@ -659,8 +659,8 @@ mod routing {
     use super::super::approvals::{DecideError, Decider, Decision};
     use super::super::{Router, RouterParts};
     use super::*;
-    use crate::channels::HostMessage;
     use crate::db::DbThread;
+    use crate::edge::HostMessage;
     use crate::proxy::Proxy;
     use crate::runtime::{ContainerLimits, RecordingRuntime};
     use crate::session::{SessionRef, SessionStore};

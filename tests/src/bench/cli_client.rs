@@ -125,7 +125,9 @@ impl CliClient {
                     }
                 }
                 ServerLine::Error { message, .. } => bail!("the host refused {text:?}: {message}"),
-                ServerLine::Subscribed { .. } => {}
+                ServerLine::Subscribed { .. }
+                | ServerLine::Draft { .. }
+                | ServerLine::Typing { .. } => {}
             }
         }
     }

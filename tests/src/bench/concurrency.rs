@@ -168,7 +168,10 @@ async fn round(
                     break;
                 }
                 ServerLine::Reply { text, .. } => note_reply(&text, &mut sent_at, &mut reply),
-                ServerLine::TurnComplete { .. } | ServerLine::Subscribed { .. } => {}
+                ServerLine::TurnComplete { .. }
+                | ServerLine::Subscribed { .. }
+                | ServerLine::Draft { .. }
+                | ServerLine::Typing { .. } => {}
                 ServerLine::Error { message, .. } => {
                     bail!("the host refused a message to {}: {message}", chat(i))
                 }
@@ -181,7 +184,9 @@ async fn round(
             Ok(
                 ServerLine::Accepted { .. }
                 | ServerLine::TurnComplete { .. }
-                | ServerLine::Subscribed { .. },
+                | ServerLine::Subscribed { .. }
+                | ServerLine::Draft { .. }
+                | ServerLine::Typing { .. },
             ) => {}
             Ok(ServerLine::Error { message, .. }) => bail!("the host reported: {message}"),
             Err(_) => break,

@@ -217,6 +217,21 @@ impl Platform {
         .await
     }
 
+    /// Every line the host sent so far.
+    pub fn lines(&self) -> Vec<ServerLine> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until `find` finds something in the lines so far.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        find: impl Fn(&[ServerLine]) -> Option<T>,
+    ) -> T {
+        self.wait(what, timeout, find).await
+    }
+
     /// Every reply text seen in `chat` so far.
     pub fn replies(&self, chat: &str) -> Vec<String> {
         self.lines

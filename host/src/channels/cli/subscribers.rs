@@ -14,7 +14,7 @@
 //! stays as small as the set of chats.
 
 use super::Outgoing;
-use crate::channels::ChatAddress;
+use crate::edge::ChatAddress;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use tokio::sync::mpsc;

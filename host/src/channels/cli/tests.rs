@@ -2,7 +2,8 @@
 //! cap, subscriptions, and delivery only to subscribed terminals.
 
 use super::*;
-use protocol::{MessageContent, Seq};
+use crate::edge::{Channel, OutgoingMessage};
+use protocol::Seq;
 use std::sync::Mutex;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::OwnedReadHalf;
@@ -121,14 +122,10 @@ fn address(platform_id: &str) -> ChatAddress {
 
 fn reply(text: &str) -> OutgoingMessage {
     OutgoingMessage {
-        id: MessageId::generate(),
+        id: protocol::MessageId::generate(),
         seq: Seq(7),
-        content: OutboundContent::Message(MessageContent {
-            text: text.into(),
-            files: Vec::new(),
-        }),
-        files: Vec::new(),
-        target_platform_message_id: None,
+        text: text.into(),
+        ..OutgoingMessage::default()
     }
 }
 
@@ -274,7 +271,7 @@ async fn a_message_subscribes_its_connection_to_its_chat() {
         .unwrap();
     running
         .channel
-        .turn_complete(&room, &MessageId::generate())
+        .turn_complete(&room, &protocol::MessageId::generate())
         .await;
     assert!(
         matches!(platform.next().await, Some(ServerLine::Reply { text, .. }) if text == "hello room")

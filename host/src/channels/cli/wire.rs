@@ -105,6 +105,29 @@ pub enum ServerLine {
         /// A question's options, in order (answer with a number from 1).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         options: Vec<String>,
+        /// Set when this reply takes the place of the `draft` lines with this key: the
+        /// client shows the reply instead of the draft, not after it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces_draft: Option<String>,
+    },
+    /// The text so far of a reply being written. Later drafts with the same `key` replace
+    /// it; `appended` is what was added since the last one when the text only grew. An
+    /// empty `text` removes the draft (the turn ended without that reply).
+    Draft {
+        key: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        appended: Option<String>,
+        #[serde(default = "default_platform_id")]
+        platform_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<String>,
+    },
+    /// The agent is working on a reply in this chat (`on`), or no longer.
+    Typing {
+        on: bool,
+        #[serde(default = "default_platform_id")]
+        platform_id: String,
     },
     TurnComplete {
         message_id: String,

@@ -6,9 +6,10 @@
 //! [`destinations`] (the name map and ACL of each agent group), [`people`] (users, roles,
 //! members, DMs, approver choice), [`approvals`], [`drops`] (dropped messages and the
 //! platform-message dedup), [`usage`], [`questions`] (questions agents asked in chats) and
-//! [`tasks`] (which session holds which scheduled task, and when sessions come due). Every function takes a `&Connection`, so a caller can
+//! [`tasks`] (which session holds which scheduled task, and when sessions come due). [`adapters`] holds the out-of-process channel adapters and their token hashes. Every function takes a `&Connection`, so a caller can
 //! group several in one transaction; the common ones are re-exported here.
 
+pub mod adapters;
 pub mod approvals;
 pub mod chats;
 pub mod destinations;
@@ -46,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/central/004_session_failures.sql"),
     // 005 must stay after 004.
     include_str!("../../../migrations/central/005_session_uids.sql"),
+    include_str!("../../../migrations/central/006_adapters.sql"),
 ];
 
 /// Opens (creating if needed) and migrates the central DB.

@@ -236,6 +236,26 @@ pub fn sessions_of_chat(
     channel_type: &str,
     platform_id: &str,
 ) -> Result<Vec<(Session, String)>, DbError> {
+    sessions_where(
+        conn,
+        "m.channel_type = ?1 AND m.platform_id = ?2",
+        &[channel_type, platform_id],
+    )
+}
+
+/// The sessions of every chat of a channel type, with their agent group's folder.
+pub fn sessions_of_channel(
+    conn: &Connection,
+    channel_type: &str,
+) -> Result<Vec<(Session, String)>, DbError> {
+    sessions_where(conn, "m.channel_type = ?1", &[channel_type])
+}
+
+fn sessions_where(
+    conn: &Connection,
+    filter: &str,
+    params: &[&str],
+) -> Result<Vec<(Session, String)>, DbError> {
     let columns: String = COLUMNS
         .split(", ")
         .map(|column| format!("s.{column}"))
@@ -245,9 +265,9 @@ pub fn sessions_of_chat(
         "SELECT {columns}, g.folder FROM sessions s \
          JOIN messaging_groups m ON m.id = s.messaging_group_id \
          JOIN agent_groups g ON g.id = s.agent_group_id \
-         WHERE m.channel_type = ?1 AND m.platform_id = ?2 ORDER BY s.id"
+         WHERE {filter} ORDER BY s.id"
     ))?;
-    let rows = statement.query_map([channel_type, platform_id], |row| {
+    let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
         Ok((session_from(row)?, row.get(11)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

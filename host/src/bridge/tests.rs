@@ -1,0 +1,347 @@
+//! The bridge against a recording adapter: rates and retry-after, long rows in pieces that
+//! are not sent twice on a retry, and live drafts that end as exactly one message.
+
+use super::*;
+use crate::edge::{Capabilities, Draft, Markup, Rate, RateLimits};
+use protocol::MessageContent;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::time::Instant;
+
+/// Records every call with the (paused) time it came; answers as scripted.
+struct Recorder {
+    capabilities: Capabilities,
+    calls: Mutex<Vec<(Instant, String)>>,
+    /// Answer the next N delivers with a retry-after of this long.
+    rate_limited: Mutex<Option<(u32, Duration)>>,
+    /// Fail delivers of this piece number once.
+    fail_piece: Mutex<Option<u32>>,
+    next_id: AtomicU32,
+}
+
+impl Recorder {
+    fn new(capabilities: Capabilities) -> Arc<Self> {
+        Arc::new(Self {
+            capabilities,
+            calls: Mutex::new(Vec::new()),
+            rate_limited: Mutex::new(None),
+            fail_piece: Mutex::new(None),
+            next_id: AtomicU32::new(1),
+        })
+    }
+
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push((Instant::now(), call));
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    fn times(&self) -> Vec<Instant> {
+        self.calls.lock().unwrap().iter().map(|(t, _)| *t).collect()
+    }
+}
+
+impl Channel for Recorder {
+    fn channel_type(&self) -> &str {
+        "rec"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        _to: &'a ChatAddress,
+        message: &'a OutgoingMessage,
+    ) -> crate::edge::BoxFuture<'a, Result<String, ChannelError>> {
+        Box::pin(async move {
+            let limited = *self.rate_limited.lock().unwrap();
+            if let Some((left, wait)) = limited
+                && left > 0
+            {
+                *self.rate_limited.lock().unwrap() = Some((left - 1, wait));
+                self.record("429".into());
+                return Err(ChannelError::RateLimited { retry_after: wait });
+            }
+            let fail_piece = *self.fail_piece.lock().unwrap();
+            if fail_piece == Some(message.piece) {
+                *self.fail_piece.lock().unwrap() = None;
+                self.record(format!("fail piece {}", message.piece));
+                return Err(ChannelError::Unavailable("down".into()));
+            }
+            let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+            let replaces = message
+                .replaces_draft
+                .as_deref()
+                .map(|key| format!(" replacing {key}"))
+                .unwrap_or_default();
+            self.record(format!("deliver m{id}: {}{replaces}", message.text));
+            Ok(format!("m{id}"))
+        })
+    }
+
+    fn edit<'a>(
+        &'a self,
+        _to: &'a ChatAddress,
+        platform_message_id: &'a str,
+        message: &'a OutgoingMessage,
+    ) -> crate::edge::BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            self.record(format!("edit {platform_message_id}: {}", message.text));
+            Ok(())
+        })
+    }
+
+    fn draft<'a>(
+        &'a self,
+        _to: &'a ChatAddress,
+        draft: &'a Draft,
+    ) -> crate::edge::BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            self.record(format!("draft {}: {}", draft.key, draft.text));
+            Ok(())
+        })
+    }
+
+    fn set_typing<'a>(
+        &'a self,
+        _to: &'a ChatAddress,
+        on: bool,
+    ) -> crate::edge::BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            self.record(format!("typing {on}"));
+            Ok(())
+        })
+    }
+}
+
+fn address() -> ChatAddress {
+    ChatAddress {
+        channel_type: "rec".into(),
+        platform_id: "c1".into(),
+        thread_id: None,
+    }
+}
+
+fn setup(capabilities: Capabilities) -> (Arc<Bridge>, Arc<Recorder>, Arc<dyn Channel>) {
+    let channels = Arc::new(Channels::default());
+    let recorder = Recorder::new(capabilities);
+    channels.register(recorder.clone());
+    let channel: Arc<dyn Channel> = recorder.clone();
+    (Bridge::new(channels), recorder, channel)
+}
+
+async fn send_text(
+    bridge: &Bridge,
+    channel: &Arc<dyn Channel>,
+    id: &str,
+    text: &str,
+    in_reply_to: Option<&MessageId>,
+) -> Result<String, ChannelError> {
+    let content = OutboundContent::Message(MessageContent {
+        text: text.into(),
+        files: Vec::new(),
+    });
+    bridge
+        .send(
+            channel,
+            RowSend {
+                session: &SessionId::new("s1"),
+                address: &address(),
+                id: &MessageId::new(id),
+                seq: Seq(1),
+                content: &content,
+                files: &[],
+                target: None,
+                in_reply_to,
+                resend: false,
+            },
+        )
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn sends_keep_the_chats_rate() {
+    let capabilities = Capabilities {
+        rate: RateLimits {
+            per_platform: None,
+            per_chat: Some(Rate {
+                burst: 1,
+                per: Duration::from_secs(1),
+            }),
+        },
+        ..Capabilities::text_only(1000, Markup::Markdown)
+    };
+    let (bridge, recorder, channel) = setup(capabilities);
+    for i in 0..3 {
+        send_text(&bridge, &channel, &format!("r{i}"), "hello", None)
+            .await
+            .unwrap();
+    }
+    let times = recorder.times();
+    assert_eq!(times.len(), 3);
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_secs(1), "{times:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_is_honoured_and_the_send_tried_again() {
+    let (bridge, recorder, channel) = setup(Capabilities::text_only(1000, Markup::Markdown));
+    *recorder.rate_limited.lock().unwrap() = Some((1, Duration::from_secs(5)));
+    let start = Instant::now();
+    let sent = send_text(&bridge, &channel, "r1", "hello", None)
+        .await
+        .unwrap();
+    assert_eq!(sent, "m1");
+    assert_eq!(recorder.calls(), ["429", "deliver m1: hello"]);
+    assert!(recorder.times()[1] - start >= Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_row_retried_after_a_failed_piece_sends_no_piece_twice() {
+    let (bridge, recorder, channel) = setup(Capabilities::text_only(40, Markup::Markdown));
+    let text = "First paragraph, short.\n\nSecond paragraph, short.\n\nThird paragraph, short.";
+    *recorder.fail_piece.lock().unwrap() = Some(1);
+    let failed = send_text(&bridge, &channel, "long", text, None).await;
+    assert!(failed.is_err());
+    let first = send_text(&bridge, &channel, "long", text, None)
+        .await
+        .unwrap();
+    let delivered: Vec<String> = recorder
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("deliver"))
+        .collect();
+    assert_eq!(first, "m1");
+    assert_eq!(delivered.len(), 3, "{delivered:?}");
+    assert!(delivered[0].contains("First"), "{delivered:?}");
+    assert!(delivered[1].contains("Second"), "{delivered:?}");
+    assert!(delivered[2].contains("Third"), "{delivered:?}");
+}
+
+/// Waits until the recorder has a call starting with `prefix`.
+async fn call_like(recorder: &Recorder, prefix: &str) {
+    for _ in 0..2000 {
+        if recorder.calls().iter().any(|c| c.starts_with(prefix)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no call like {prefix:?} in {:?}", recorder.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_editing_platform_shows_one_message_edited_in_place() {
+    let capabilities = Capabilities {
+        edits: true,
+        min_edit_interval: Duration::from_secs(1),
+        typing_renew: Some(Duration::from_secs(5)),
+        ..Capabilities::text_only(1000, Markup::Markdown)
+    };
+    let (bridge, recorder, channel) = setup(capabilities);
+    let session = SessionId::new("s1");
+    let streams = bridge.streams();
+    streams.begin(&session, "in1", async { Some(address()) });
+    call_like(&recorder, "typing true").await;
+    streams.append(&session, "in1", 0, "Hel").unwrap();
+    call_like(&recorder, "deliver m1: Hel").await;
+    streams.append(&session, "in1", 3, "lo").unwrap();
+    assert_eq!(
+        streams.append(&session, "in1", 3, "x"),
+        Err(live::Refusal::OffsetMismatch { have: 5 })
+    );
+    call_like(&recorder, "edit m1: Hello").await;
+    let sent = send_text(
+        &bridge,
+        &channel,
+        "final",
+        "Hello, world",
+        Some(&MessageId::new("in1")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, "m1", "the reply is the draft's message");
+    let calls = recorder.calls();
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("deliver")).count(),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("edit m1: Hello, world")
+    );
+    // The edits kept the platform's edit rate.
+    let edits: Vec<Instant> = recorder
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| c.starts_with("edit") || c.starts_with("deliver"))
+        .map(|(t, _)| *t)
+        .collect();
+    for pair in edits.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_secs(1), "{calls:?}");
+    }
+    // After the reply took its place, a late draft is refused.
+    assert_eq!(
+        streams.append(&session, "in1", 12, "!"),
+        Err(live::Refusal::NotStreaming)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_platform_sees_drafts_and_one_reply_that_replaces_them() {
+    let capabilities = Capabilities {
+        live_drafts: true,
+        ..Capabilities::text_only(1000, Markup::Markdown)
+    };
+    let (bridge, recorder, channel) = setup(capabilities);
+    let session = SessionId::new("s1");
+    let streams = bridge.streams();
+    streams.begin(&session, "in1", async { Some(address()) });
+    streams.append(&session, "in1", 0, "Hi").unwrap();
+    call_like(&recorder, "draft in1: Hi").await;
+    streams.append(&session, "in1", 2, " there").unwrap();
+    call_like(&recorder, "draft in1: Hi there").await;
+    send_text(
+        &bridge,
+        &channel,
+        "final",
+        "Hi there.",
+        Some(&MessageId::new("in1")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        recorder.calls().last().map(String::as_str),
+        Some("deliver m1: Hi there. replacing in1")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_turn_without_a_reply_removes_its_draft() {
+    let capabilities = Capabilities {
+        live_drafts: true,
+        ..Capabilities::text_only(1000, Markup::Markdown)
+    };
+    let (bridge, recorder, _channel) = setup(capabilities);
+    let session = SessionId::new("s1");
+    let streams = bridge.streams();
+    streams.begin(&session, "in1", async { Some(address()) });
+    streams.append(&session, "in1", 0, "thinking").unwrap();
+    call_like(&recorder, "draft in1: thinking").await;
+    streams.finish(&session, &[MessageId::new("in1")]).await;
+    assert_eq!(
+        recorder.calls().last().map(String::as_str),
+        Some("draft in1: ")
+    );
+}
