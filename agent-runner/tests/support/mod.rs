@@ -112,8 +112,21 @@ impl Session {
         (row.id, seq)
     }
 
+    /// A read-only connection to `outbound.db`. The runner may be mid-write (DELETE journal):
+    /// a busy open is tried again until a deadline, as the host's reader would next pass.
     pub fn reader(&self) -> Connection {
-        open_outbound_reader(&self.paths.outbound_db()).unwrap()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match open_outbound_reader(&self.paths.outbound_db()) {
+                Ok(conn) => return conn,
+                Err(e)
+                    if std::time::Instant::now() < deadline && e.to_string().contains("locked") =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("opening outbound.db: {e}"),
+            }
+        }
     }
 
     pub fn outbound_rows(&self) -> Vec<OutboundRow> {
