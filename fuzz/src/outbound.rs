@@ -9,7 +9,7 @@
 //! for most mutated files.
 
 use protocol::content::MAX_OUTBOUND_CONTENT_BYTES;
-use protocol::outbound::{BadRow, MAX_ACKS, MAX_NAME_BYTES, OutboundReader};
+use protocol::outbound::{AckWindow, BadRow, MAX_ACKS, MAX_NAME_BYTES, OutboundReader};
 use protocol::{Action, OutboundContent, OutboundKind, OutboundRow, Seq};
 use std::path::Path;
 
@@ -22,7 +22,7 @@ pub fn read_file(path: &Path) {
     let Ok(mut reader) = OutboundReader::open(path) else {
         return;
     };
-    let Ok(snapshot) = reader.read(after, BATCH, MAX_OUTBOUND_CONTENT_BYTES) else {
+    let Ok(snapshot) = reader.read(after, BATCH, MAX_OUTBOUND_CONTENT_BYTES, Some(&AckWindow::all())) else {
         return;
     };
     assert!(

@@ -26,6 +26,7 @@ pub mod log_gate;
 pub mod proxy;
 pub mod router;
 pub mod runtime;
+pub mod schedule;
 pub mod serve;
 pub mod session;
 pub mod supervisor;

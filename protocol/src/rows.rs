@@ -172,6 +172,9 @@ pub struct NewOutboundRow {
 /// A row of `processing_ack`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ack {
+    /// Its place in `processing_ack` (an update keeps it): the host reads acks from a
+    /// cursor over it, so a pass costs the same at turn 10 and at turn 500.
+    pub rowid: i64,
     pub message_id: MessageId,
     pub status: AckStatus,
     pub changed_at: i64,

@@ -5,13 +5,15 @@
 //! validated into a [`Config`], and errors name the key that was wrong. The model's API key
 //! lives only here and in the proxy: it never reaches a session file or a container.
 
+mod a2a;
+mod model;
 mod raw;
 
+pub use a2a::A2aLimits;
+pub use model::{ApiKey, ModelUpstream};
 pub use raw::{RawConfig, RawModelConfig};
 
 use crate::db::central::uids::UidRange;
-use crate::delivery::a2a::A2aLimits;
-use crate::proxy::{ApiKey, ModelUpstream};
 use protocol::ProviderKind;
 use serde::Deserialize;
 use std::path::PathBuf;

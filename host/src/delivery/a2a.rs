@@ -22,27 +22,9 @@ use protocol::{
     SessionId,
 };
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// The loop caps of agent-to-agent messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct A2aLimits {
-    /// Most messages from one session to one agent group per window.
-    pub per_pair: usize,
-    /// Most agent-to-agent messages from one session per window.
-    pub per_session: usize,
-    pub window: Duration,
-}
-
-impl Default for A2aLimits {
-    fn default() -> Self {
-        Self {
-            per_pair: 20,
-            per_session: 60,
-            window: Duration::from_secs(600),
-        }
-    }
-}
+pub use crate::config::A2aLimits;
 
 /// A refused send: why, and whether to tell the sender (once per window).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -308,6 +290,7 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn loop_guard_caps_per_pair_and_session_and_tells_once_per_window() {

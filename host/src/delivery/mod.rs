@@ -33,6 +33,7 @@
 //! recurring task also gets its next run.
 
 pub mod a2a;
+mod acks;
 mod actions;
 mod bookkeeping;
 mod chat;

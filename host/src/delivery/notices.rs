@@ -63,7 +63,7 @@ impl Delivery {
                         protocol::inbound::set_status(tx, &id, status)?;
                         if row.kind == protocol::InboundKind::Task {
                             tasks_ran = true;
-                            crate::tasks::follow_up(tx, &row, now)?;
+                            crate::schedule::follow_up(tx, &row, now)?;
                         }
                         changed.push(row);
                     }

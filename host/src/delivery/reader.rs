@@ -7,7 +7,7 @@
 //! [`FileStamp`] is the cheap `lstat` the periodic tick compares to skip a pass over a file
 //! that has not changed.
 
-use protocol::outbound::{OutboundReader, Snapshot};
+use protocol::outbound::{AckWindow, OutboundReader, Snapshot};
 use protocol::{SchemaError, Seq};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -70,16 +70,19 @@ impl OutboundSource {
         &self.path
     }
 
-    /// Reads rows above `high_water`, and when `recheck_from` is set also rows above it up
-    /// to `high_water` (those of waiting rows), with a timeout.
+    /// Reads rows above `high_water` and the acks of the `acks` window, and when
+    /// `recheck_from` is set also rows above it up to `high_water` (those of waiting rows),
+    /// with a timeout.
     pub async fn read(
         &mut self,
         recheck_from: Option<Option<Seq>>,
         high_water: Option<Seq>,
+        acks: &AckWindow,
         timeout: Duration,
     ) -> Result<Read, ReadFailure> {
         let reader = self.reader.take();
         let path = self.path.clone();
+        let acks = acks.clone();
         #[cfg(test)]
         let gate = self.gate.clone();
         let work = tokio::task::spawn_blocking(move || {
@@ -99,7 +102,7 @@ impl OutboundSource {
             let result = (|| {
                 let (recheck, recheck_through) = match recheck_from {
                     Some(from) => {
-                        let mut snapshot = reader.read(below(from), BATCH, max)?;
+                        let mut snapshot = reader.read(below(from), BATCH, max, None)?;
                         let through = if snapshot.rows.len() < BATCH {
                             high_water
                         } else {
@@ -118,7 +121,7 @@ impl OutboundSource {
                     }
                     None => (Snapshot::default(), None),
                 };
-                let fresh = reader.read(below(high_water), BATCH, max)?;
+                let fresh = reader.read(below(high_water), BATCH, max, Some(&acks))?;
                 Ok(Read {
                     recheck,
                     recheck_through,

@@ -15,6 +15,7 @@
 //!   task: nothing of that session is read again.
 
 use super::Delivery;
+use super::acks::AckCursor;
 use super::bookkeeping::Book;
 use super::limits::RowBudget;
 use super::pass::{Pass, PassEnd};
@@ -142,8 +143,8 @@ pub struct SessionWorker {
     session: SessionRef,
     source: OutboundSource,
     budget: RowBudget,
-    /// Finished acks already copied into `messages_in`.
-    synced_acks: HashSet<MessageId>,
+    /// Where the next pass reads `processing_ack`.
+    acks: AckCursor,
     /// The chats its waiting rows wait for a recipient in, by row.
     waiting_chats: HashMap<MessageId, (String, String)>,
     backoff: Backoff,
@@ -185,7 +186,7 @@ impl SessionWorker {
             delivery,
             session,
             source,
-            synced_acks: HashSet::new(),
+            acks: AckCursor::default(),
             waiting_chats: HashMap::new(),
             backoff: Backoff::default(),
             stamp: None,
@@ -298,10 +299,11 @@ impl SessionWorker {
             .read(
                 recheck_from,
                 book.cursor.high_water,
+                &self.acks.window(),
                 self.delivery.limits.read_timeout,
             )
             .await;
-        let read = match read {
+        let mut read = match read {
             Ok(read) => read,
             Err(ReadFailure::NotYet(reason)) => {
                 if self
@@ -315,7 +317,8 @@ impl SessionWorker {
             }
             Err(ReadFailure::Hostile(reason)) => return PassEnd::Failed(reason),
         };
-        let acks = read.fresh.acks.clone();
+        let acks = std::mem::take(&mut read.fresh.acks);
+        let acks_through = read.fresh.acks_through;
         let full = read.fresh.rows.len() >= super::reader::BATCH;
         let pass = Pass::new(&self.delivery, &self.session, arrived);
         let outcome = pass.run(book, &mut self.budget, read).await;
@@ -324,23 +327,31 @@ impl SessionWorker {
         }
         self.waiting_chats
             .retain(|id, _| book.waiting.contains_key(id));
-        let new_acks: Vec<protocol::Ack> = acks
-            .into_iter()
-            .filter(|ack| ack.status != protocol::AckStatus::Processing)
-            .filter(|ack| !self.synced_acks.contains(&ack.message_id))
-            .collect();
-        let had_new_acks = !new_acks.is_empty();
-        if had_new_acks {
-            let ids: Vec<MessageId> = new_acks.iter().map(|a| a.message_id.clone()).collect();
-            match self.delivery.sync_acks(&self.session, new_acks).await {
-                Ok(()) => self.synced_acks.extend(ids),
+        let finished = AckCursor::finished(&acks);
+        let had_new_acks = !finished.is_empty();
+        let copied = if had_new_acks {
+            match self.delivery.sync_acks(&self.session, finished).await {
+                Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(session_id = %self.session.id, error = %e, "copying acks failed; will retry");
+                    false
                 }
             }
+        } else {
+            true
+        };
+        // A full batch of acks means more may be there; a window that did not move (a
+        // failed copy, or every ack still open) waits for the next event instead.
+        let acks_full = acks.len() >= protocol::outbound::MAX_ACKS;
+        let before = self.acks.window().from;
+        if copied {
+            self.acks.advance(&acks, acks_through);
         }
+        let acks_moved = self.acks.window().from > before;
         if outcome.handled > 0 || had_new_acks {
-            PassEnd::Progress { full }
+            PassEnd::Progress {
+                full: full || (acks_full && acks_moved),
+            }
         } else {
             PassEnd::Nothing
         }

@@ -39,10 +39,11 @@ mod usage;
 #[cfg(test)]
 mod tests;
 
+pub use crate::config::{ApiKey, ModelUpstream};
 pub use error::ProxyError;
 pub use live::{LiveRefusal, LiveSink, MAX_LIVE_EVENTS_PER_SECOND};
 pub use socket::bind_session_socket;
-pub use upstream::{ApiKey, DEFAULT_ANTHROPIC_VERSION, ModelUpstream};
+pub use upstream::DEFAULT_ANTHROPIC_VERSION;
 pub use usage::UsageRecord;
 
 use crate::fd_budget::{AcceptBackoff, BudgetedListener, FdBudget};

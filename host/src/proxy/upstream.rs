@@ -1,5 +1,5 @@
-//! The model server a proxy forwards to: [`ModelUpstream`] (what the operator configured),
-//! [`ApiKey`] (a secret that never prints), and how a container's request is turned into the
+//! The model server a proxy forwards to ([`ModelUpstream`], what the operator configured, with
+//! its [`crate::config::ApiKey`] that never prints), and how a container's request is turned into the
 //! upstream's: the endpoint URL, the filtered headers with the host's key, the rewritten body.
 //!
 //! The container controls the headers and body it sends, so they are treated as hostile:
@@ -8,56 +8,13 @@
 //! one, so the agent cannot choose a different (or more expensive) model.
 
 use super::error::ProxyError;
+use crate::config::ModelUpstream;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use protocol::ProviderKind;
 use serde_json::{Map, Value};
-use std::fmt;
 
 /// The Anthropic API version sent when the container names none.
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// An API key. Its `Debug` and `Display` print `***`, so it cannot leak through a log line or
-/// an error message; [`ApiKey::expose_secret`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
-    }
-
-    /// The key itself, for the one place that puts it in a request header.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// The model server a session's requests go to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ModelUpstream {
-    /// The wire format the server speaks; the container must use the matching route.
-    pub provider: ProviderKind,
-    /// OpenAI: the API root including the version, e.g. `https://api.openai.com/v1` or
-    /// `http://127.0.0.1:11434/v1`. Anthropic: the server root, e.g. `https://api.anthropic.com`
-    /// (a trailing `/v1` is tolerated).
-    pub base_url: String,
-    /// The model every request is sent to, whatever the container asked for.
-    pub model: String,
-    /// `None` for local servers that need no key (Ollama, llama.cpp).
-    pub api_key: Option<ApiKey>,
-}
 
 /// A [`ModelUpstream`] checked and prepared once: the endpoint URL and the auth header.
 #[derive(Clone, Debug)]
@@ -229,6 +186,7 @@ pub(crate) fn is_returned(name: &HeaderName) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ApiKey;
 
     #[test]
     fn api_key_never_prints() {

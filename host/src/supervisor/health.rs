@@ -154,7 +154,7 @@ impl Supervisor {
                         if row.tries + 1 >= MAX_TRIES {
                             protocol::inbound::set_status(tx, &row.id, InboundStatus::Failed)?;
                             // A recurring task keeps its schedule even when one run fails.
-                            crate::tasks::follow_up(tx, &row, now)?;
+                            crate::schedule::follow_up(tx, &row, now)?;
                             failed.push((row.seq, row.id));
                         }
                     }
@@ -208,7 +208,7 @@ impl Supervisor {
                 let now = protocol::time::now_ms();
                 for row in protocol::inbound::due_pending(tx, now)? {
                     protocol::inbound::set_status(tx, &row.id, InboundStatus::Failed)?;
-                    crate::tasks::follow_up(tx, &row, now)?;
+                    crate::schedule::follow_up(tx, &row, now)?;
                     failed.push(row.id);
                 }
                 Ok(failed)

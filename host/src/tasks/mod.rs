@@ -1,24 +1,22 @@
 //! Scheduled tasks, host side (DESIGN §4 Sweep). A task is a series of `task` rows in one
 //! session's `inbound.db` sharing a `series_id` (see `protocol::schedule`); the host is the
 //! only one who writes them. [`apply`] carries out one [`TaskChange`] — from an agent's
-//! `system` action or from `crabpot tasks` — inside the session's transaction; [`follow_up`]
-//! writes a recurring task's next run when a run finishes (from its scheduled time, with the
-//! catch-up policy of [`schedule`]). [`Tasks`] wraps both for async callers: it mirrors each
+//! `system` action or from `crabpot tasks` — inside the session's transaction;
+//! [`crate::schedule::follow_up`] writes a recurring task's next run when a run finishes
+//! (delivery and the supervisor's health checks call it, below this module). [`Tasks`] wraps both for async callers: it mirrors each
 //! session's earliest scheduled row into the central DB (so the sweep wakes idle sessions
 //! when a task comes due), indexes which session holds which task, and lists tasks.
 
-pub mod schedule;
-
 use crate::db::central::tasks as task_db;
 use crate::db::{DbError, DbThread};
+use crate::schedule::{self, ScheduleError};
 use crate::session::{SessionRef, SessionStore};
 use crate::supervisor::Supervisor;
 use protocol::actions::{ScheduleTask, UpdateTask};
-use protocol::schedule::{Recurrence, Schedule};
+use protocol::schedule::Schedule;
 use protocol::series::{self, SeriesUpdate};
-use protocol::{InboundContent, InboundKind, InboundRow, InboundStatus, NewInboundRow, SessionId};
+use protocol::{InboundContent, InboundRow, InboundStatus, NewInboundRow, SessionId};
 use rusqlite::Connection;
-use schedule::ScheduleError;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -206,36 +204,6 @@ pub fn apply(
         }
     }
     Ok(Ok(pending_now(tx)?))
-}
-
-/// After a run of a task finished (`row`, now completed or failed): writes the next run of a
-/// recurring task, unless the series already has an open row. Returns when it runs.
-pub fn follow_up(tx: &Connection, row: &InboundRow, now: i64) -> Result<Option<i64>, DbError> {
-    let (InboundKind::Task, Some(task_id), Some(recurrence)) = (
-        row.kind,
-        row.series_id.as_deref(),
-        row.recurrence
-            .as_deref()
-            .filter(|text| !text.trim().is_empty()),
-    ) else {
-        return Ok(None);
-    };
-    if !series::open_rows(tx, task_id)?.is_empty() {
-        return Ok(None);
-    }
-    let recurrence = Recurrence::from_column(recurrence);
-    let scheduled_at = row.process_after.unwrap_or(row.created_at);
-    let run_at = match schedule::next_run(&recurrence, scheduled_at, now) {
-        Ok(run_at) => run_at,
-        Err(e) => {
-            tracing::warn!(%task_id, error = %e, "a recurring task cannot be scheduled again; it stops");
-            return Ok(None);
-        }
-    };
-    let mut next = NewInboundRow::task(task_id, "", run_at, Some(&recurrence));
-    next.content = row.content.clone();
-    protocol::inbound::insert(tx, &next, None)?;
-    Ok(Some(run_at))
 }
 
 /// A task as `crabpot tasks list` shows it.

@@ -2,6 +2,8 @@
 //! the follow-up run of a recurring task.
 
 use super::*;
+use crate::schedule::follow_up;
+use protocol::schedule::Recurrence;
 use protocol::schema::open_inbound_writer;
 
 fn db() -> (tempfile::TempDir, Connection) {

@@ -23,10 +23,11 @@ use std::sync::LazyLock;
 /// Longest id, destination or thread id the host accepts, in bytes.
 pub const MAX_NAME_BYTES: i64 = 256;
 
-/// Most acks one read returns: the most recently inserted ones. An honest session has one per
-/// inbound message and the host copies each as soon as it is finished, so older ones are
-/// already copied; the cap bounds what a file with millions of acks costs one read.
-pub const MAX_ACKS: usize = 10_000;
+/// Most acks one read returns, from the reader's ack cursor on. An honest session has one per
+/// inbound message and the host moves its cursor past each as soon as it is finished, so a
+/// read sees the one in progress and the few finished since; the cap bounds what a file
+/// with millions of acks costs one read (the rest come in the next reads).
+pub const MAX_ACKS: usize = 1_024;
 
 /// Longest ack status (`processing`), with room to spare; anything longer is not a status.
 const MAX_STATUS_BYTES: i64 = 32;
@@ -63,14 +64,22 @@ static ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// `?1` = id cap, `?2` = status cap, `?3` = limit. Newest first (by rowid, a table-b-tree
-/// walk that reads no index key).
-static ACKS_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {}, {}, {} FROM processing_ack ORDER BY rowid DESC LIMIT ?3",
+/// `?1` = id cap, `?2` = status cap, `?3` = limit, `?4` = first rowid, `?5` = a JSON array
+/// of earlier rowids to read again. In rowid order. Two rowid seeks merged (`UNION ALL`),
+/// never a scan: the cost is the window's, whatever the table's size.
+pub(crate) static ACKS_SQL: LazyLock<String> = LazyLock::new(|| {
+    let columns = format!(
+        "rowid, {}, {}, {}",
         text_column("message_id", "?1"),
         text_column("status", "?2"),
         integer_column("changed_at"),
+    );
+    format!(
+        "SELECT {columns} FROM processing_ack \
+           WHERE rowid IN (SELECT value FROM json_each(?5)) AND rowid < ?4 \
+         UNION ALL \
+         SELECT {columns} FROM processing_ack WHERE rowid >= ?4 \
+         ORDER BY 1 LIMIT ?3"
     )
 });
 
@@ -106,31 +115,68 @@ pub(crate) fn select_rows(
     Ok(out)
 }
 
-/// Reads the newest [`MAX_ACKS`] acks, oldest first. An ack with a bad id, an unknown status
-/// or a non-integer time is skipped: it can only concern this session's own rows.
-pub(crate) fn select_acks(conn: &Connection) -> rusqlite::Result<Vec<Ack>> {
+/// What one read of `processing_ack` saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AckRead {
+    /// The well-formed acks, in rowid order.
+    pub acks: Vec<Ack>,
+    /// The last rowid the read covered, bad acks included; `None` when it saw none.
+    pub through: Option<i64>,
+}
+
+/// Which acks a read takes: those from rowid `from` on, and the earlier ones at `again`
+/// (acks seen in progress, read again until they finish). At most [`MAX_ACKS`] in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AckWindow {
+    pub from: i64,
+    pub again: Vec<i64>,
+}
+
+impl AckWindow {
+    /// Every ack, from the first.
+    pub fn all() -> Self {
+        Self::default()
+    }
+}
+
+/// Reads up to [`MAX_ACKS`] acks of `window`, in rowid order. An ack with a bad id, an
+/// unknown status or a non-integer time is skipped (it can only concern this session's own
+/// rows), but counts in [`AckRead::through`], so a cursor moves past it.
+pub(crate) fn select_acks(conn: &Connection, window: &AckWindow) -> rusqlite::Result<AckRead> {
     let mut statement = conn.prepare_cached(&ACKS_SQL)?;
     let limit = i64::try_from(MAX_ACKS).unwrap_or(i64::MAX);
-    let mut rows = statement.query(params![MAX_NAME_BYTES, MAX_STATUS_BYTES, limit])?;
-    let mut acks = Vec::new();
+    let again = serde_json::to_string(&window.again).unwrap_or_else(|_| "[]".to_owned());
+    let mut rows = statement.query(params![
+        MAX_NAME_BYTES,
+        MAX_STATUS_BYTES,
+        limit,
+        window.from,
+        again
+    ])?;
+    let mut read = AckRead::default();
     while let Some(row) = rows.next()? {
+        let rowid = match row.get_ref(0)? {
+            ValueRef::Integer(rowid) => rowid,
+            _ => continue,
+        };
+        read.through = Some(rowid);
         let cells = Cells { row };
-        let message_id = cells.text(0, "message_id", MAX_NAME_BYTES)?;
-        let status = cells.text(3, "status", MAX_STATUS_BYTES)?;
-        let changed_at = cells.integer(6, "changed_at")?;
+        let message_id = cells.text(1, "message_id", MAX_NAME_BYTES)?;
+        let status = cells.text(4, "status", MAX_STATUS_BYTES)?;
+        let changed_at = cells.integer(7, "changed_at")?;
         if let (Ok(Some(message_id)), Ok(Some(status)), Ok(Some(changed_at))) =
             (message_id, status, changed_at)
             && let Some(status) = AckStatus::parse(&status)
         {
-            acks.push(Ack {
+            read.acks.push(Ack {
+                rowid,
                 message_id: MessageId::new(message_id),
                 status,
                 changed_at,
             });
         }
     }
-    acks.reverse();
-    Ok(acks)
+    Ok(read)
 }
 
 /// One decoded row: SQLite errors (`?`) end the read, a hostile value becomes a [`BadRow`].

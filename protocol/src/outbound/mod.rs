@@ -8,7 +8,7 @@ mod columns;
 mod file;
 mod reader;
 
-pub use columns::{BadRow, MAX_ACKS, MAX_NAME_BYTES};
+pub use columns::{AckWindow, BadRow, MAX_ACKS, MAX_NAME_BYTES};
 pub use reader::{BUDGET_REASON, OutboundReader, Snapshot};
 
 use crate::ids::MessageId;
@@ -74,11 +74,11 @@ pub fn ack(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<Option
     .optional()
 }
 
-/// The newest [`MAX_ACKS`] acks on a connection of [`crate::schema::open_outbound_reader`],
+/// The first [`MAX_ACKS`] acks on a connection of [`crate::schema::open_outbound_reader`],
 /// bounded like [`OutboundReader::read`] (which the host uses): a row with an unknown status,
 /// a non-text or oversized id is skipped.
 pub fn acks(conn: &Connection) -> rusqlite::Result<Vec<Ack>> {
-    columns::select_acks(conn)
+    Ok(columns::select_acks(conn, &AckWindow::all())?.acks)
 }
 
 /// Runner: records the tool in progress (or none) so the sweep can tell busy from stuck.

@@ -19,7 +19,7 @@
 //! - write huge or ill-typed values: every column is bounded in SQL before it is loaded
 //!   ([`super::columns`]).
 
-use super::columns::{self, BadRow};
+use super::columns::{self, AckWindow, BadRow};
 use super::file::OutboundFile;
 use crate::rows::{Ack, OutboundRow};
 use crate::schema::{self, SchemaError};
@@ -136,8 +136,12 @@ pub struct Snapshot {
     /// Rows with `seq` above the cursor, in seq order: each a well-typed row (content still to
     /// be validated) or a [`BadRow`] naming what was wrong.
     pub rows: Vec<Result<OutboundRow, BadRow>>,
-    /// The newest [`columns::MAX_ACKS`] well-formed acks, oldest first.
+    /// Up to [`columns::MAX_ACKS`] well-formed acks from the read's ack cursor on, in rowid
+    /// order; none when the read was asked for none.
     pub acks: Vec<Ack>,
+    /// The last `processing_ack` rowid the read covered, skipped bad acks included: a cursor
+    /// that moves past it never reads them again.
+    pub acks_through: Option<i64>,
 }
 
 /// A session's `outbound.db`, opened read-only as hostile input. Holds the connection and the
@@ -183,20 +187,28 @@ impl OutboundReader {
     }
 
     /// One read transaction: rows with seq > after (at most `limit`, content over
-    /// `max_content_bytes` never loaded) and the acks, under a work budget.
+    /// `max_content_bytes` never loaded) and, with `acks`, the acks of that window (at most
+    /// [`columns::MAX_ACKS`]), under a work budget.
     pub fn read(
         &mut self,
         after: Seq,
         limit: usize,
         max_content_bytes: usize,
+        acks: Option<&AckWindow>,
     ) -> Result<Snapshot, SchemaError> {
         self.conn
             .set_limit(Limit::SQLITE_LIMIT_LENGTH, length_limit(max_content_bytes))
             .map_err(|e| self.classify(e))?;
         self.transaction(|conn| {
+            let rows = columns::select_rows(conn, after, limit, max_content_bytes)?;
+            let acks = match acks {
+                Some(window) => columns::select_acks(conn, window)?,
+                None => columns::AckRead::default(),
+            };
             Ok(Snapshot {
-                rows: columns::select_rows(conn, after, limit, max_content_bytes)?,
-                acks: columns::select_acks(conn)?,
+                rows,
+                acks: acks.acks,
+                acks_through: acks.through,
             })
         })
     }

@@ -3,8 +3,8 @@
 //! whole run, as a chat platform's would, so no connect cost is measured.
 //!
 //! [`CliClient::turn`] sends one message and returns a [`TurnTiming`]: when the host said
-//! `accepted` (the message is durable), when the first `reply` arrived, and when the turn was
-//! complete. Replies are broadcast to every terminal, so callers that run several turns at
+//! `accepted` (the message is durable), when the first live draft and the first `reply`
+//! arrived, and when the turn was complete. Replies are broadcast to every terminal, so callers that run several turns at
 //! once match replies by a token in the text; [`CliClient::send`] and [`CliClient::next`]
 //! give them the raw lines.
 
@@ -29,6 +29,8 @@ pub struct TurnTiming {
     pub started: Instant,
     pub accepted: Duration,
     pub first_reply: Duration,
+    /// The first live draft of the reply, when the turn streamed one.
+    pub first_draft: Option<Duration>,
     pub complete: Duration,
     pub replies: Vec<String>,
 }
@@ -93,6 +95,7 @@ impl CliClient {
         self.send(text, chat).await?;
         let mut accepted = None;
         let mut first_reply = None;
+        let mut first_draft = None;
         let mut open: Vec<String> = Vec::new();
         let mut replies = Vec::new();
         loop {
@@ -119,12 +122,17 @@ impl CliClient {
                             started: start,
                             accepted,
                             first_reply: first_reply.unwrap_or(complete),
+                            first_draft,
                             complete,
                             replies,
                         });
                     }
                 }
                 ServerLine::Error { message, .. } => bail!("the host refused {text:?}: {message}"),
+                // A draft with text (an empty one takes a draft away).
+                ServerLine::Draft { text, .. } if !text.trim().is_empty() => {
+                    first_draft.get_or_insert_with(|| start.elapsed());
+                }
                 ServerLine::Subscribed { .. }
                 | ServerLine::Draft { .. }
                 | ServerLine::Typing { .. } => {}

@@ -14,11 +14,11 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use host::channels::cli::ServerLine;
 
-use super::Bench;
 use super::chats::start_host_with_chats;
 use super::cli_client::CliClient;
 use super::resources::{cpu_millis, rss_kib};
 use super::stats::Distribution;
+use super::{Bench, fake_model_time_ms};
 use crate::docker::list_containers_by_label;
 use crate::fake_model::FakeModel;
 use crate::host_process::{HostOptions, HostProcess, INSTALL_LABEL, ModelConfig};
@@ -52,6 +52,8 @@ pub struct ConcurrencyRun {
     /// `idle_window_secs`.
     pub idle_host_cpu_percent: f64,
     pub idle_window_secs: f64,
+    /// The fake model's own time per request (median of direct replays), in ms.
+    pub model_ms: f64,
 }
 
 pub async fn measure(bench: &Bench, docker: &Docker, n: usize) -> anyhow::Result<ConcurrencyRun> {
@@ -67,7 +69,13 @@ pub async fn measure(bench: &Bench, docker: &Docker, n: usize) -> anyhow::Result
     .env("CRABPOT_IDLE_TIMEOUT_SECS", "3600");
     let chats: Vec<String> = (0..n).map(chat).collect();
     let mut host = start_host_with_chats(options, &chats).await?;
-    let result = rounds(&host, docker, n).await;
+    let result = match rounds(&host, docker, n).await {
+        Ok(mut run) => fake_model_time_ms(&fake).await.map(|model_ms| {
+            run.model_ms = model_ms;
+            run
+        }),
+        Err(e) => Err(e),
+    };
     // Stop the host first, then remove the containers in parallel: one by one would take
     // minutes at this size.
     let _ = host.stop();
@@ -138,6 +146,7 @@ async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result
         machine_busy: busy / (busy + idle).max(1.0),
         idle_host_cpu_percent,
         idle_window_secs,
+        model_ms: 0.0,
     })
 }
 

@@ -8,7 +8,9 @@
 //! [`router`] (in-process throughput next to raw SQLite commits), [`warm`] (warm latency in
 //! both wake modes), [`cold`] (cold start split), [`concurrency`] (many containers at once).
 //! [`fairness`] (one session's flood against another's replies, a backlog's drain rate, and
-//! the host's CPU with every container idle, from the concurrency part's containers).
+//! the host's CPU with every container idle, from the concurrency part's containers),
+//! [`live`] (the first streamed text), [`conversation`] (host CPU per turn at turn 10 and at
+//! turn 500 of one conversation).
 //! [`rows`] turns their results into rows and notes. [`Scale`] sizes the runs (`full` is the
 //! issue's sizes; `quick` is a look in about a minute). [`cleanup`] makes sure no container
 //! outlives the run, even when it is interrupted.
@@ -20,7 +22,9 @@ pub mod clock;
 pub mod cold;
 pub mod commit_watch;
 pub mod concurrency;
+pub mod conversation;
 pub mod fairness;
+pub mod live;
 pub mod machine;
 pub mod report;
 pub mod resources;
@@ -66,6 +70,10 @@ pub struct Sizes {
     pub fairness_turns: usize,
     /// Rows of the backlog drained at once.
     pub backlog_rows: usize,
+    /// Warm turns whose reply streams, for the first streamed text.
+    pub live_turns: usize,
+    /// Turns of the one long conversation (host CPU per turn, early and late).
+    pub conversation_turns: usize,
 }
 
 impl Scale {
@@ -83,6 +91,8 @@ impl Scale {
                 startup_runs: 10,
                 fairness_turns: 100,
                 backlog_rows: 10_000,
+                live_turns: 50,
+                conversation_turns: 500,
             },
             Scale::Quick => Sizes {
                 warm_messages: 30,
@@ -96,6 +106,8 @@ impl Scale {
                 startup_runs: 3,
                 fairness_turns: 20,
                 backlog_rows: 2_000,
+                live_turns: 10,
+                conversation_turns: 60,
             },
         }
     }
@@ -139,6 +151,10 @@ pub enum Part {
     Concurrency,
     /// One session's flood against another's replies, and a backlog's drain rate.
     Fairness,
+    /// First streamed text: the model's first token to the client's first draft.
+    Live,
+    /// One long conversation: host CPU per turn early and late.
+    Conversation,
 }
 
 /// What every part of the run shares.
@@ -268,6 +284,20 @@ pub async fn run(bench: &Bench, docker: &Docker) -> anyhow::Result<Report> {
             fairness::measure_drain(bench, sizes.backlog_rows),
         )
         .await;
+    let live = bench
+        .part(
+            Part::Live,
+            "first streamed text",
+            live::measure(bench, sizes.live_turns),
+        )
+        .await;
+    let conversation = bench
+        .part(
+            Part::Conversation,
+            "host CPU per turn in one long conversation",
+            conversation::measure(bench, sizes.conversation_turns),
+        )
+        .await;
 
     let findings = rows::Findings {
         binary_bytes,
@@ -280,6 +310,8 @@ pub async fn run(bench: &Bench, docker: &Docker) -> anyhow::Result<Report> {
         concurrency,
         flood,
         drain,
+        live,
+        conversation,
     };
     let _ = std::fs::remove_dir_all(&bench.work_dir);
     let (rows, notes) = findings.into_rows(bench.scale);

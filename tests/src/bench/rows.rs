@@ -4,6 +4,7 @@
 use super::Scale;
 use super::cold::ColdRun;
 use super::concurrency::ConcurrencyRun;
+use super::conversation::{self, ConversationRun};
 use super::fairness::{self, DrainRun, FloodRun};
 use super::report::{Met, Row, megabytes, ms, timing_figure};
 use super::router::RouterRun;
@@ -20,6 +21,12 @@ const HOST_RSS_BUSY_BYTES: u64 = 100_000_000;
 const RUNNER_RSS_BYTES: u64 = 8_000_000;
 const IMAGE_BYTES: u64 = 15_000_000;
 const CONCURRENT_CONTAINERS: usize = 200;
+/// Replies with every container up: the time added on top of the model, p50.
+const CONCURRENT_REPLY_ADDED_P50_MS: f64 = 50.0;
+/// The model's first token to the client's first draft, warm, p50.
+const FIRST_STREAMED_P50_MS: f64 = 30.0;
+/// Host CPU per turn at the end of a long conversation over that at its start.
+const CONVERSATION_CPU_RATIO: f64 = 1.2;
 
 /// Every part's result.
 pub struct Findings {
@@ -33,6 +40,8 @@ pub struct Findings {
     pub concurrency: anyhow::Result<ConcurrencyRun>,
     pub flood: anyhow::Result<FloodRun>,
     pub drain: anyhow::Result<DrainRun>,
+    pub live: anyhow::Result<Distribution>,
+    pub conversation: anyhow::Result<ConversationRun>,
 }
 
 impl Findings {
@@ -44,6 +53,7 @@ impl Findings {
         self.router_row(&mut rows);
         self.memory_rows(&mut rows);
         self.concurrency_row(&mut rows);
+        self.streaming_rows(&mut rows);
         rows.extend(fairness::rows(&self.concurrency, &self.flood, &self.drain));
         self.binary_rows(&mut rows);
         self.explain(&rows, &mut notes);
@@ -287,6 +297,82 @@ impl Findings {
                 &target,
                 error,
             )),
+        }
+    }
+
+    /// The rows of issue 9: replies with every container up (added latency), the first
+    /// streamed text, and the cost of a turn late in a long conversation.
+    fn streaming_rows(&self, rows: &mut Vec<Row>) {
+        const REPLIES: &str =
+            "replies with every container up, message -> reply, added on top of the model";
+        match &self.concurrency {
+            Ok(run) => {
+                let what = format!(
+                    "replies with {} containers up, message -> reply, added on top of the model",
+                    run.containers
+                );
+                let mut row = Row::timing(
+                    "concurrency_reply_added",
+                    &what,
+                    &run.reply.minus(run.model_ms),
+                    Some(CONCURRENT_REPLY_ADDED_P50_MS),
+                    None,
+                )
+                .with("model_ms_subtracted", run.model_ms);
+                if run.containers < CONCURRENT_CONTAINERS {
+                    row.met = Met::NotApplicable;
+                }
+                rows.push(row);
+            }
+            Err(error) => rows.push(Row::failed(
+                "concurrency_reply_added",
+                REPLIES,
+                &format!("p50 <= {}", ms(CONCURRENT_REPLY_ADDED_P50_MS)),
+                error,
+            )),
+        }
+        const LIVE: &str =
+            "first streamed text, model's first token -> the client sees it (warm, cli)";
+        match &self.live {
+            Ok(samples) => rows.push(Row::timing(
+                "first_streamed_text",
+                LIVE,
+                samples,
+                Some(FIRST_STREAMED_P50_MS),
+                None,
+            )),
+            Err(error) => rows.push(Row::failed(
+                "first_streamed_text",
+                LIVE,
+                &format!("p50 <= {}", ms(FIRST_STREAMED_P50_MS)),
+                error,
+            )),
+        }
+        const CPU: &str = "host CPU per turn, turn 10 vs turn 500 of one conversation";
+        let target = format!("ratio <= {CONVERSATION_CPU_RATIO}");
+        match &self.conversation {
+            Ok(run) => {
+                let window = conversation::WINDOW;
+                let what = format!(
+                    "host CPU per turn, turn {window} vs turn {} of one conversation",
+                    run.turns
+                );
+                let figure = format!(
+                    "{:.2} ms (turns 1-{window}) vs {:.2} ms (turns {}-{}): ratio {:.2}",
+                    run.early_cpu_ms,
+                    run.late_cpu_ms,
+                    run.turns + 1 - window,
+                    run.turns,
+                    run.ratio()
+                );
+                rows.push(
+                    Row::value("conversation_cpu_ratio", &what, figure, run.ratio())
+                        .with("early_cpu_ms_per_turn", run.early_cpu_ms)
+                        .with("late_cpu_ms_per_turn", run.late_cpu_ms)
+                        .target(target, run.ratio() <= CONVERSATION_CPU_RATIO),
+                );
+            }
+            Err(error) => rows.push(Row::failed("conversation_cpu_ratio", CPU, &target, error)),
         }
     }
 

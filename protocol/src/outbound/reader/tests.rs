@@ -4,7 +4,7 @@
 use super::*;
 use crate::content::{MessageContent, OutboundContent};
 use crate::ids::MessageId;
-use crate::outbound::{insert, set_ack};
+use crate::outbound::{AckWindow, insert, set_ack};
 use crate::rows::{AckStatus, NewOutboundRow, OutboundKind};
 use crate::schema::{create_outbound, open_outbound_writer};
 use rustix::fs::{CWD, FileType, Mode, makedev, mkfifoat, mknodat};
@@ -95,7 +95,9 @@ fn an_honest_file_reads_as_before() {
     let through_link = root.path().join("data/session ?#%&=/out/outbound.db");
     for path in [path, through_link] {
         let mut reader = OutboundReader::open(&path).unwrap();
-        let snapshot = reader.read(Seq(-1), 100, 1024).unwrap();
+        let snapshot = reader
+            .read(Seq(-1), 100, 1024, Some(&AckWindow::all()))
+            .unwrap();
         let seqs: Vec<i64> = snapshot
             .rows
             .iter()
@@ -104,7 +106,9 @@ fn an_honest_file_reads_as_before() {
         assert_eq!(seqs, [5, 7]);
         assert_eq!(snapshot.acks.len(), 1);
         assert_eq!(snapshot.acks[0].message_id.as_str(), "m1");
-        let later = reader.read(Seq(5), 100, 1024).unwrap();
+        let later = reader
+            .read(Seq(5), 100, 1024, Some(&AckWindow::all()))
+            .unwrap();
         assert_eq!(later.rows.len(), 1);
         assert!(
             reader
@@ -323,7 +327,7 @@ fn a_schema_other_than_the_migrations_is_refused() {
         let db = honest(root.path(), &format!("later{index}"));
         let mut reader = OutboundReader::open(&db).unwrap();
         Connection::open(&db).unwrap().execute_batch(sql).unwrap();
-        let read = guarded(move || reader.read(Seq(-1), 100, 1024));
+        let read = guarded(move || reader.read(Seq(-1), 100, 1024, Some(&AckWindow::all())));
         check(read, expected, case);
     }
 }
@@ -419,7 +423,9 @@ fn hostile_values_are_bad_rows_and_are_never_loaded() {
     // With SQLITE_LIMIT_LENGTH at about 1 MiB, loading any 2 MiB value fails the whole read
     // with "string or blob too big": the bad rows below prove nothing was loaded.
     let max_content = (1 << 20) - LENGTH_MARGIN;
-    let snapshot = reader.read(Seq(7), 100, max_content).unwrap();
+    let snapshot = reader
+        .read(Seq(7), 100, max_content, Some(&AckWindow::all()))
+        .unwrap();
     let loaded = reader
         .conn
         .query_row("SELECT id FROM messages_out WHERE seq = 11", [], |row| {
@@ -450,7 +456,9 @@ fn hostile_values_are_bad_rows_and_are_never_loaded() {
             [],
         )
         .unwrap();
-    let snapshot = reader.read(Seq(29), 100, 1024).unwrap();
+    let snapshot = reader
+        .read(Seq(29), 100, 1024, Some(&AckWindow::all()))
+        .unwrap();
     let bad = snapshot.rows[0].as_ref().unwrap_err();
     assert_eq!((bad.id.as_deref(), bad.seq), (Some("textseq"), None));
     assert!(
@@ -482,7 +490,7 @@ fn bad_acks_are_skipped() {
         .unwrap();
     let snapshot = OutboundReader::open(&db)
         .unwrap()
-        .read(Seq(-1), 10, 1024)
+        .read(Seq(-1), 10, 1024, Some(&AckWindow::all()))
         .unwrap();
     let ids: Vec<&str> = snapshot
         .acks
@@ -490,6 +498,66 @@ fn bad_acks_are_skipped() {
         .map(|a| a.message_id.as_str())
         .collect();
     assert_eq!(ids, ["m1"]);
+    // The skipped ones still count as read, so a cursor moves past them.
+    assert_eq!(snapshot.acks_through, Some(5));
+}
+
+#[test]
+fn acks_are_read_from_a_cursor_in_rowid_order() {
+    let root = tempfile::tempdir().unwrap();
+    let db = honest(root.path(), "session");
+    let writer = open_outbound_writer(&db).unwrap();
+    for id in ["m2", "m3", "m4"] {
+        crate::outbound::set_ack(&writer, &MessageId::new(id), AckStatus::Processing).unwrap();
+    }
+    // An update keeps the row's place.
+    crate::outbound::set_ack(&writer, &MessageId::new("m2"), AckStatus::Completed).unwrap();
+    let mut reader = OutboundReader::open(&db).unwrap();
+    let all = reader
+        .read(Seq(-1), 10, 1024, Some(&AckWindow::all()))
+        .unwrap();
+    let seen: Vec<(i64, &str, AckStatus)> = all
+        .acks
+        .iter()
+        .map(|a| (a.rowid, a.message_id.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "m1", AckStatus::Completed),
+            (2, "m2", AckStatus::Completed),
+            (3, "m3", AckStatus::Processing),
+            (4, "m4", AckStatus::Processing),
+        ]
+    );
+    assert_eq!(all.acks_through, Some(4));
+    let window = AckWindow {
+        from: 4,
+        again: vec![1],
+    };
+    let window_read = reader.read(Seq(-1), 10, 1024, Some(&window)).unwrap();
+    let ids: Vec<&str> = window_read
+        .acks
+        .iter()
+        .map(|a| a.message_id.as_str())
+        .collect();
+    assert_eq!(ids, ["m1", "m4"]);
+    assert_eq!(window_read.acks_through, Some(4));
+    let none = reader.read(Seq(-1), 10, 1024, None).unwrap();
+    assert!(none.acks.is_empty());
+    assert_eq!(none.acks_through, None);
+    let past = reader
+        .read(
+            Seq(-1),
+            10,
+            1024,
+            Some(&AckWindow {
+                from: 5,
+                again: vec![],
+            }),
+        )
+        .unwrap();
+    assert!(past.acks.is_empty());
 }
 
 #[test]
@@ -503,12 +571,12 @@ fn a_read_over_its_budget_is_hostile() {
              INSERT INTO processing_ack SELECT 'ack' || i, 'completed', 0 FROM n;",
         )
         .unwrap();
-    // The default budget reads it whole ...
+    // The default budget reads a whole batch of acks ...
     let snapshot = OutboundReader::open(&db)
         .unwrap()
-        .read(Seq(-1), 10, 1024)
+        .read(Seq(-1), 10, 1024, Some(&AckWindow::all()))
         .unwrap();
-    assert_eq!(snapshot.acks.len(), 5001);
+    assert_eq!(snapshot.acks.len(), crate::outbound::MAX_ACKS);
     // ... a budget of a few thousand steps, or of no time at all, does not.
     for budget in [
         Budget {
@@ -521,7 +589,7 @@ fn a_read_over_its_budget_is_hostile() {
         },
     ] {
         let read = OutboundReader::open_with_budget(&db, budget)
-            .and_then(|mut reader| reader.read(Seq(-1), 10, 1024));
+            .and_then(|mut reader| reader.read(Seq(-1), 10, 1024, Some(&AckWindow::all())));
         assert_eq!(hostile(read), BUDGET_REASON, "{budget:?}");
     }
 }
@@ -559,7 +627,7 @@ fn a_file_swapped_after_the_open_is_refused_at_the_next_read() {
         create_outbound(&db).unwrap();
         let mut reader = OutboundReader::open(&db).unwrap();
         swap();
-        let read = guarded(move || reader.read(Seq(-1), 10, 1024));
+        let read = guarded(move || reader.read(Seq(-1), 10, 1024, Some(&AckWindow::all())));
         check(read, expected, case);
     }
 }
@@ -589,4 +657,30 @@ fn a_hot_journal_is_not_ready() {
     let error = OutboundReader::open(&crashed.join("outbound.db")).unwrap_err();
     assert!(matches!(error, SchemaError::NotReady { .. }), "{error}");
     assert!(error.is_retryable() && !error.is_hostile());
+}
+
+#[test]
+fn an_ack_read_seeks_and_never_scans() {
+    let root = tempfile::tempdir().unwrap();
+    let db = honest(root.path(), "session");
+    let reader = OutboundReader::open(&db).unwrap();
+    let sql = format!("EXPLAIN QUERY PLAN {}", *super::super::columns::ACKS_SQL);
+    let mut statement = reader.conn.prepare(&sql).unwrap();
+    let plan: Vec<String> = statement
+        .query_map(rusqlite::params![256, 32, 10, 5, "[1]"], |row| row.get(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        plan.iter()
+            .all(|step| !step.contains("SCAN processing_ack")),
+        "{plan:#?}"
+    );
+    assert!(
+        plan.iter()
+            .filter(|step| step.contains("SEARCH processing_ack USING INTEGER PRIMARY KEY"))
+            .count()
+            == 2,
+        "{plan:#?}"
+    );
 }

@@ -9,7 +9,11 @@
 //! down, or the turn ran past it), every missed occurrence collapses into one run as soon as
 //! possible — stamped with the latest missed occurrence — and the schedule carries on from
 //! there. So a task never fires more than once to catch up, and no missed occurrence older
-//! than one period is run.
+//! than one period is run. [`follow_up`] writes that next run into the session's inbox.
+
+mod follow_up;
+
+pub use follow_up::follow_up;
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
