@@ -6,7 +6,7 @@ DATA_DIR ?= data
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CRABPOT := $(TARGET_DIR)/debug/crabpot
 
-.PHONY: build image run test check-docker fmt clippy bench
+.PHONY: build image run test test-deps check-docker fmt clippy bench
 .PHONY: fuzz fuzz-smoke crash-test
 
 build:
@@ -16,7 +16,8 @@ build:
 image:
 	bash container/build.sh
 
-# Builds everything, starts the host with the defaults, and opens a chat with `main`.
+# Builds everything, starts the host with the defaults, prints the web address and a one-time
+# login link (for web:$USER, made an owner), and opens a terminal chat with `main`.
 # Leaving the chat (Ctrl-D or /quit) stops the host and its containers.
 run: build image
 	@mkdir -p $(DATA_DIR)/logs
@@ -26,6 +27,13 @@ run: build image
 	for i in $$(seq 1 100); do [ -S $(DATA_DIR)/cli.sock ] && break; \
 	  kill -0 $$host 2>/dev/null || { echo "crabpot serve exited; see $(DATA_DIR)/logs/host.log"; tail -n 20 $(DATA_DIR)/logs/host.log; exit 1; }; \
 	  sleep 0.1; done; \
+	if [ -s $(DATA_DIR)/web.url ]; then \
+	  who=$${USER:-operator}; \
+	  $(CRABPOT) --data-dir $(DATA_DIR) users create web:$$who >/dev/null 2>&1 || true; \
+	  $(CRABPOT) --data-dir $(DATA_DIR) roles grant web:$$who owner >/dev/null 2>&1 || true; \
+	  echo "crabpot: web chat and dashboard at $$(cat $(DATA_DIR)/web.url)"; \
+	  echo "crabpot: one-time login link for web:$$who (15 min): $$($(CRABPOT) --data-dir $(DATA_DIR) web login-link --user $$who)"; \
+	fi; \
 	$(CRABPOT) --data-dir $(DATA_DIR) chat; \
 	kill -TERM $$host; wait $$host
 
@@ -78,7 +86,11 @@ crash-test:
 	CRABPOT_BIN=$(TARGET_DIR)/release/crabpot $(TARGET_DIR)/release/crash_test --kills $(CRASH_KILLS) --sessions $(CRASH_SESSIONS) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
 
 # The one test command: format, lints, and every test including the Docker end-to-end ones.
-test: check-docker fmt clippy
+# Installs the tests' Debian packages and Python venv where missing (tests/deps/install.sh).
+test-deps:
+	bash tests/deps/install.sh
+
+test: test-deps check-docker fmt clippy
 	$(CARGO) build --workspace
 	@if [ "$${CRABPOT_SKIP_DOCKER:-}" != "1" ]; then $(MAKE) --no-print-directory image; fi
 	$(CARGO) test --workspace --no-fail-fast

@@ -55,6 +55,7 @@ async fn run(cli: Cli) -> ExitCode {
                 max_containers: args.max_containers,
                 image: args.image.clone(),
                 groups_dir: args.groups_dir.clone(),
+                web_listen: args.web_listen.clone(),
                 ..RawConfig::default()
             };
             let result = match load_config(&cli, flags) {
@@ -179,6 +180,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::Dropped(_) => "dropped",
         Command::Tasks(_) => "tasks",
         Command::Adapters(_) => "adapters",
+        Command::Tokens(_) => "tokens",
+        Command::Web(_) => "web",
     }
 }
 

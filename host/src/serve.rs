@@ -244,6 +244,8 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
     let cli_gate = cli_channel.log_gate();
     let channels = Arc::new(Channels::default());
     channels.register(cli_channel.clone());
+    let web_channel = crate::channels::web::WebChannel::new(Arc::clone(&central));
+    channels.register(web_channel.clone());
     // Every registered out-of-process adapter has its channel before delivery starts, so its
     // rows wait for it (connected or not) instead of being refused.
     let adapters = crate::channels::external::ExternalAdapters::new(
@@ -301,6 +303,17 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
 
     let admin_listener = crate::admin::bind(&config.admin_socket())
         .with_context(|| format!("binding {}", config.admin_socket().display()))?;
+    // The web listener is bound before the Admin is built: login links need its base URL.
+    let web_listener = match config.web.listen {
+        Some(addr) => {
+            let listener = crate::web::bind(addr).await?;
+            let bound = listener
+                .local_addr()
+                .context("reading the web server's address")?;
+            Some((listener, config.web.base_url(bound)))
+        }
+        None => None,
+    };
     let admin = Arc::new(Admin {
         install_id: install_id.clone(),
         model: model_name,
@@ -313,8 +326,30 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         groups_dir: config.groups_dir.clone(),
         channels: Arc::clone(&channels),
         adapters: Arc::clone(&adapters),
+        web_base_url: web_listener.as_ref().map(|(_, base_url)| base_url.clone()),
     });
-    tasks.spawn(admin.serve(admin_listener, tasks.clone(), root.clone()));
+    tasks.spawn(Arc::clone(&admin).serve(admin_listener, root.clone()));
+    let web_url = match web_listener {
+        Some((listener, base_url)) => {
+            let state = crate::web::WebState {
+                admin: Arc::clone(&admin),
+                auth: crate::web::auth::Auth::new(Arc::clone(&central)),
+                web: Arc::clone(&web_channel),
+                config: config.web.clone(),
+                base_url: base_url.clone(),
+            };
+            tasks.spawn(crate::web::serve(listener, state, root.clone()));
+            std::fs::write(config.web_url_file(), format!("{base_url}\n"))
+                .with_context(|| format!("writing {}", config.web_url_file().display()))?;
+            tracing::info!(url = %base_url, "the web server is listening");
+            Some(base_url)
+        }
+        None => {
+            let _ = std::fs::remove_file(config.web_url_file());
+            tracing::info!("the web server is off (web_listen = off)");
+            None
+        }
+    };
     let cli_listener = CliChannel::bind(&config.cli_socket())
         .with_context(|| format!("binding {}", config.cli_socket().display()))?;
     cli_channel.listen(cli_listener);
@@ -381,6 +416,9 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
     let _ = std::fs::remove_file(config.cli_socket());
     let _ = std::fs::remove_file(&adapters_socket);
     let _ = std::fs::remove_file(config.admin_socket());
+    if web_url.is_some() {
+        let _ = std::fs::remove_file(config.web_url_file());
+    }
     Ok(())
 }
 

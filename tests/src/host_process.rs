@@ -247,6 +247,14 @@ impl HostProcess {
     }
 
     /// `<data dir>/crabpot.sock`, the admin API.
+    /// The web server's base URL, as the host wrote it to `data/web.url` at start.
+    pub fn web_url(&self) -> anyhow::Result<String> {
+        let path = self.data_dir().join("web.url");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (is the web server off?)", path.display()))?;
+        Ok(text.trim().to_owned())
+    }
+
     pub fn admin_socket(&self) -> PathBuf {
         self.data_dir().join("crabpot.sock")
     }
@@ -344,6 +352,48 @@ impl HostProcess {
         let output = tokio::time::timeout(timeout, command.output())
             .await
             .with_context(|| format!("`crabpot {}` ran longer than {timeout:?}", args.join(" ")))?
+            .with_context(|| format!("running `crabpot {}`", args.join(" ")))?;
+        Ok(CliOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// [`HostProcess::run_cli`] with `stdin` piped in (for `crabpot users passwd`).
+    pub async fn run_cli_with_stdin(
+        &self,
+        args: &[&str],
+        stdin: &str,
+    ) -> anyhow::Result<CliOutput> {
+        use tokio::io::AsyncWriteExt;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        apply_env(&mut command, &self.env);
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("running `crabpot {}`", args.join(" ")))?;
+        if let Some(mut pipe) = child.stdin.take() {
+            pipe.write_all(stdin.as_bytes())
+                .await
+                .context("writing the CLI's stdin")?;
+        }
+        let output = tokio::time::timeout(RUN_CLI_TIMEOUT, child.wait_with_output())
+            .await
+            .with_context(|| {
+                format!(
+                    "`crabpot {}` ran longer than {RUN_CLI_TIMEOUT:?}",
+                    args.join(" ")
+                )
+            })?
             .with_context(|| format!("running `crabpot {}`", args.join(" ")))?;
         Ok(CliOutput {
             status: output.status,

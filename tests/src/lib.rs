@@ -17,12 +17,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bench;
+pub mod browser;
 pub mod crash;
 pub mod docker;
 pub mod fake_model;
 pub mod host_process;
 pub mod http_client;
 pub mod process_usage;
+pub mod prometheus;
 
 use std::path::PathBuf;
 

@@ -254,3 +254,55 @@ pub struct AdapterListing {
     /// (disconnected, with why) or stopped (removed).
     pub health: crate::edge::Health,
 }
+
+/// `users passwd`: the password of `web:<user>` (created if missing).
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct PasswordSet {
+    /// `alice` or `web:alice`.
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for PasswordSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: requests may be logged.
+        f.debug_struct("PasswordSet")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `tokens create`: an API token for a user, with a scope.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenCreate {
+    /// `alice` (= `web:alice`) or a full user id such as `cli:alice`.
+    pub user: String,
+    pub scope: crate::db::central::web::Scope,
+}
+
+/// The answer to `tokens create`: the token, shown this once (the host keeps only its hash).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenCreated {
+    #[serde(flatten)]
+    pub token: crate::db::central::web::ApiToken,
+    pub secret: String,
+}
+
+/// `web login-link`: a one-time login link for `web:<user>` (created if missing).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LoginLinkCreate {
+    /// `alice` or `web:alice`.
+    pub user: String,
+    /// How long the link works, in minutes (default 15, at most a week).
+    #[serde(default)]
+    pub ttl_minutes: Option<u32>,
+}
+
+/// The answer to `web login-link`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginLinkCreated {
+    pub user_id: String,
+    pub url: String,
+    /// Unix ms.
+    pub expires_at: i64,
+}

@@ -1,10 +1,12 @@
-//! The admin API on `data/crabpot.sock` (HTTP over a unix socket, mode 0600): the server
-//! ([`Admin`]), its wire types ([`api`]) and the client the CLI uses ([`client`]).
+//! The admin API on `data/crabpot.sock` (HTTP over a unix socket, mode 0600, served by axum)
+//! and, for owners and admins, on the web server under `/api/v1/...`: the server ([`Admin`],
+//! one [`Admin::call`] behind both), its wire types ([`api`]) and the client the CLI uses
+//! ([`client`]).
 //!
 //! Every call is `POST /v1/<resource>/<verb>` with a JSON body; each resource has its own
 //! handler file (`groups`, `chats`, `wirings`, `destinations`, `people` for users, roles and
 //! members, `sessions`, `approvals`, `tasks`, `status` with dropped messages, `adapters` for
-//! out-of-process channel adapters). Handlers run the central-DB work on its thread, then
+//! out-of-process channel adapters, `web` for passwords, API tokens and login links). Handlers run the central-DB work on its thread, then
 //! project destination changes into the affected sessions' `inbound.db` at once. Failures are [`AdminError`]s, sent as [`api::ApiError`].
 
 mod adapters;
@@ -14,10 +16,12 @@ mod chats;
 pub mod client;
 mod destinations;
 mod groups;
+pub mod openapi;
 mod people;
 mod sessions;
 mod status;
 mod tasks;
+mod web;
 mod wirings;
 
 use crate::db::{DbError, DbThread};
@@ -27,10 +31,11 @@ use crate::runtime::ContainerRuntime;
 use crate::session::SessionStore;
 use crate::supervisor::Supervisor;
 use api::{ApiError, ErrorKind};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use axum::body::Body;
+use axum::extract::{Path as RoutePath, State};
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use rusqlite::Connection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,7 +43,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use api::Status;
 
@@ -117,6 +121,8 @@ pub struct Admin {
     pub channels: Arc<crate::channels::Channels>,
     /// The out-of-process adapters (`crabpot adapters`).
     pub adapters: Arc<crate::channels::external::ExternalAdapters>,
+    /// The web server's base URL, for login links; `None` when it is off.
+    pub web_base_url: Option<String>,
 }
 
 /// Binds `data/crabpot.sock` with mode 0600, replacing a stale socket file.
@@ -127,40 +133,38 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 impl Admin {
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: UnixListener,
-        tasks: TaskTracker,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-            };
-            let this = Arc::clone(&self);
-            tasks.spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let this = Arc::clone(&this);
-                    async move { Ok::<_, std::convert::Infallible>(this.handle(request).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    /// Serves the admin API on `data/crabpot.sock` until `shutdown` (the same handlers as
+    /// `/api/v1/...` on the web server, see [`Admin::call`]).
+    pub async fn serve(self: Arc<Self>, listener: UnixListener, shutdown: CancellationToken) {
+        let app = axum::Router::new()
+            .route("/v1/{*route}", axum::routing::any(socket_call))
+            .fallback(socket_fallback)
+            .with_state(self);
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+        {
+            tracing::error!(error = %e, "the admin socket stopped serving");
         }
     }
 
-    async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-        let method = request.method().as_str().to_owned();
-        let path = request.uri().path().to_owned();
-        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
+    /// One admin call: `route` is what follows `/v1/` (`<resource>/<verb>`), `body` its
+    /// JSON (empty = `{}`). Every transport (the unix socket, `/api/v1` over HTTP) ends here.
+    pub async fn call(&self, method: &Method, route: &str, body: Body) -> Response {
+        self.call_as(method, route, body, None).await
+    }
+
+    /// [`Admin::call`] on behalf of a person (a web session or token of theirs): decisions of
+    /// approvals are taken as that user (`as_user`, whatever the body says), so they meet the
+    /// same approver checks as `crabpot approvals approve --as USER`.
+    pub async fn call_as(
+        &self,
+        method: &Method,
+        route: &str,
+        body: Body,
+        person: Option<&str>,
+    ) -> Response {
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
             Ok(body) => body.to_bytes(),
             Err(e) => {
                 return error(AdminError::Invalid(format!(
@@ -180,16 +184,28 @@ impl Admin {
                 }
             }
         };
-        let Some(route) = path.strip_prefix("/v1/") else {
-            return error(no_endpoint(&method, &path));
-        };
+        let mut body = body;
+        if let (Some(person), "approvals/approve" | "approvals/deny") =
+            (person, route.trim_end_matches('/'))
+            && let Some(object) = body.as_object_mut()
+        {
+            object.insert("as_user".into(), person.into());
+        }
+        match self.dispatch(method.as_str(), route, body).await {
+            Ok(value) => json(StatusCode::OK, &value),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn dispatch(&self, method: &str, route: &str, body: serde_json::Value) -> Reply {
         let (resource, verb) = route.split_once('/').unwrap_or((route, "show"));
-        let result = match (method.as_str(), resource) {
+        match (method, resource) {
             ("GET" | "POST", "status") => status::status(self).await,
             ("POST", "groups") => groups::handle(self, verb, body).await,
             ("POST", "chats") => chats::handle(self, verb, body).await,
             ("POST", "wirings") => wirings::handle(self, verb, body).await,
             ("POST", "destinations") => destinations::handle(self, verb, body).await,
+            ("POST", "users") if verb == "passwd" => web::passwd(self, body).await,
             ("POST", "users" | "roles" | "members") => {
                 people::handle(self, resource, verb, body).await
             }
@@ -198,11 +214,9 @@ impl Admin {
             ("POST", "tasks") => tasks::handle(self, verb, body).await,
             ("POST", "dropped") => status::dropped(self, verb, body).await,
             ("POST", "adapters") => adapters::handle(self, verb, body).await,
-            _ => Err(no_endpoint(&method, &path)),
-        };
-        match result {
-            Ok(value) => json(StatusCode::OK, &value),
-            Err(e) => error(e),
+            ("POST", "tokens") => web::tokens(self, verb, body).await,
+            ("POST", "web") => web::handle(self, verb, body).await,
+            _ => Err(no_endpoint(method, &format!("/v1/{route}"))),
         }
     }
 
@@ -223,6 +237,19 @@ impl Admin {
     }
 }
 
+async fn socket_call(
+    State(admin): State<Arc<Admin>>,
+    method: Method,
+    RoutePath(route): RoutePath<String>,
+    body: Body,
+) -> Response {
+    admin.call(&method, &route, body).await
+}
+
+async fn socket_fallback(method: Method, uri: http::Uri) -> Response {
+    error(no_endpoint(method.as_str(), uri.path()))
+}
+
 fn no_endpoint(method: &str, path: &str) -> AdminError {
     AdminError::NotFound(format!("no admin endpoint {method} {path}"))
 }
@@ -241,18 +268,17 @@ fn to_value(value: &impl Serialize) -> Reply {
     serde_json::to_value(value).map_err(|e| AdminError::Internal(e.to_string()))
 }
 
-fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, value: &impl Serialize) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    response
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
-fn error(error: AdminError) -> Response<Full<Bytes>> {
+fn error(error: AdminError) -> Response {
     let kind = error.kind();
     let status = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(

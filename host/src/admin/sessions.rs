@@ -15,14 +15,40 @@ pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -
         "list" => {
             let filter: ListFilter = parse(body)?;
             let group = filter.group.map(AgentGroupId::new);
+            // Each session with its group's folder (for its files) and its usage totals.
             let list = admin
-                .db(move |tx| sessions::list_sessions(tx, group.as_ref()))
+                .db(move |tx| {
+                    let mut rows = Vec::new();
+                    for session in sessions::list_sessions(tx, group.as_ref())? {
+                        let folder = central::agent_group(tx, &session.agent_group_id)?.folder;
+                        let usage = central::session_usage(tx, &session.id)?;
+                        rows.push((session, folder, usage));
+                    }
+                    Ok(rows)
+                })
                 .await?;
             let rows: Vec<serde_json::Value> = list
                 .into_iter()
-                .map(|s| {
+                .map(|(s, folder, (requests, input_tokens, output_tokens))| {
                     let container = admin.supervisor.container_state(&s.id);
-                    json!({ "session": s, "container": container })
+                    let reference = SessionRef {
+                        id: s.id.clone(),
+                        agent_group: s.agent_group_id.clone(),
+                        group_folder: folder,
+                    };
+                    let heartbeat = admin.sessions.paths(&reference).heartbeat();
+                    let heartbeat_age_ms = crate::supervisor::heartbeat_age(&heartbeat)
+                        .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+                    json!({
+                        "session": s,
+                        "container": container,
+                        "heartbeat_age_ms": heartbeat_age_ms,
+                        "usage": {
+                            "requests": requests,
+                            "input_tokens": input_tokens,
+                            "output_tokens": output_tokens,
+                        },
+                    })
                 })
                 .collect();
             Ok(serde_json::Value::Array(rows))

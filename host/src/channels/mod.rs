@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod external;
+pub mod web;
 
 use crate::edge::{Channel, Health};
 use std::collections::BTreeMap;

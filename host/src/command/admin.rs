@@ -4,13 +4,13 @@
 
 use super::columns::{
     ADAPTERS, APPROVALS, CHATS, DESTINATIONS, DROPPED, GROUPS, MEMBERS, ROLES, SESSIONS, TASKS,
-    USERS, WIRINGS,
+    TOKENS, USERS, WIRINGS,
 };
 use super::table::{Table, cell, outline};
 use super::{
     AdaptersCommand, ApprovalsCommand, ChatsCommand, Command, DestinationsCommand, DroppedCommand,
     GroupsCommand, LimitArgs, MembersCommand, RolesCommand, SessionsCommand, TasksCommand,
-    UsersCommand, WiringSettingsArgs, WiringsCommand,
+    TokensCommand, UsersCommand, WebCommand, WiringSettingsArgs, WiringsCommand,
 };
 use crate::admin::client::{self, ClientError};
 use serde_json::{Value, json};
@@ -272,6 +272,44 @@ fn request(command: &Command) -> Option<(&'static str, &'static str, Value, Rend
                 json!({ "id": id, "name": name, "dm": dm }),
                 Line(|v| format!("created user {}", cell(v.get("id")))),
             ),
+            UsersCommand::Passwd { name } => (
+                "users",
+                "passwd",
+                // The password is added by `run`, from stdin.
+                json!({ "user": name }),
+                Line(|v| format!("password set for {}", cell(v.get("user_id")))),
+            ),
+        },
+        Command::Tokens(verb) => match verb {
+            TokensCommand::Create { user, scope } => (
+                "tokens",
+                "create",
+                json!({ "user": user, "scope": scope }),
+                Line(|v| {
+                    format!(
+                        "created token {} for {} (scope {}); send it as Authorization: Bearer (shown once, keep it secret):\n{}",
+                        cell(v.get("id")),
+                        cell(v.get("user_id")),
+                        cell(v.get("scope")),
+                        cell(v.get("secret"))
+                    )
+                }),
+            ),
+            TokensCommand::List => ("tokens", "list", json!({}), Table(TOKENS)),
+            TokensCommand::Revoke { id } => (
+                "tokens",
+                "revoke",
+                json!({ "id": id }),
+                Line(|v| format!("revoked token {}: it no longer works", cell(v.get("id")))),
+            ),
+        },
+        Command::Web(verb) => match verb {
+            WebCommand::LoginLink { user, ttl_minutes } => (
+                "web",
+                "login-link",
+                json!({ "user": user, "ttl_minutes": ttl_minutes }),
+                Line(|v| cell(v.get("url"))),
+            ),
         },
         Command::Roles(verb) => match verb {
             RolesCommand::List => ("roles", "list", json!({}), Table(ROLES)),
@@ -466,7 +504,14 @@ pub async fn run(
     json_output: bool,
     command: &Command,
 ) -> Option<Result<(), Failure>> {
-    let (resource, verb, body, render) = request(command)?;
+    let (resource, verb, mut body, render) = request(command)?;
+    if let Command::Users(UsersCommand::Passwd { name }) = command {
+        let password = match super::password::read(name).await {
+            Ok(password) => password,
+            Err(e) => return Some(Err(e)),
+        };
+        merge(&mut body, json!({ "password": password }));
+    }
     let answer = match client::request(socket, &format!("/v1/{resource}/{verb}"), &body).await {
         Ok(answer) => answer,
         Err(e) => return Some(Err(e.into())),

@@ -79,6 +79,14 @@ pub const ADAPTERS: &[(&str, &str)] = &[
     ("HEALTH", "health.state"),
     ("ERROR", "health.last_error"),
 ];
+pub const TOKENS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("USER", "user_id"),
+    ("SCOPE", "scope"),
+    ("CREATED", "created"),
+    ("LAST USED", "last_used"),
+    ("REVOKED", "revoked"),
+];
 pub const TASKS: &[(&str, &str)] = &[
     ("ID", "task_id"),
     ("GROUP", "agent_group_id"),

@@ -1,11 +1,13 @@
 //! The command line of `crabpot`: [`Cli`] and its subcommands (clap derive). `serve`, `chat`
 //! and `status`, and the admin resources, each `crabpot <resource> <verb>`: groups, chats,
-//! wirings, destinations, users, roles, members, sessions, approvals, dropped, tasks, adapters. Parsing lives
+//! wirings, destinations, users, roles, members, sessions, approvals, dropped, tasks, adapters,
+//! tokens, web. Parsing lives
 //! here; [`admin`] runs the admin verbs against the host and renders their answers ([`table`]
 //! for people, `--json` for scripts).
 
 pub mod admin;
 pub mod columns;
+pub mod password;
 pub mod table;
 
 use crate::db::central::groups::CreateAgentPolicy;
@@ -89,6 +91,12 @@ pub enum Command {
     /// data/adapters.sock with a token (docs/adapter-protocol.md).
     #[command(subcommand, after_help = EXIT_CODES)]
     Adapters(AdaptersCommand),
+    /// API tokens for the web server (Authorization: Bearer cpt_...), scope chat or admin.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Tokens(TokensCommand),
+    /// The web server: one-time login links for web users.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Web(WebCommand),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +114,9 @@ pub struct ServeArgs {
     /// The folder holding agent group folders.
     #[arg(long)]
     pub groups_dir: Option<PathBuf>,
+    /// The web server's address (default 127.0.0.1:7878), or `off`.
+    #[arg(long, value_name = "ADDR|off")]
+    pub web_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -315,6 +326,44 @@ pub enum UsersCommand {
         /// Where approvals reach the user: CHANNEL/PLATFORM_ID.
         #[arg(long)]
         dm: Option<String>,
+    },
+    /// Set the web password of web:NAME (the user is created if needed). The password is
+    /// read from stdin, one line (asked twice, without echo, on a terminal); at least 8
+    /// characters.
+    Passwd {
+        /// The web user's name: `alice` for web:alice.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an API token and print it (shown once; the host keeps only its hash).
+    Create {
+        /// The user it acts as: NAME for web:NAME, or a full id like cli:alice.
+        #[arg(long)]
+        user: String,
+        /// chat (web chat and /v1/chat/completions) or admin (also the admin API, for
+        /// owners and global admins).
+        #[arg(long)]
+        scope: crate::db::central::web::Scope,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id: it stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebCommand {
+    /// Print a one-time login link for web:NAME (the user is created if needed).
+    LoginLink {
+        /// The web user's name: `alice` for web:alice.
+        #[arg(long)]
+        user: String,
+        /// How long the link works.
+        #[arg(long, default_value_t = 15)]
+        ttl_minutes: u32,
     },
 }
 

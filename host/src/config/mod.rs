@@ -8,10 +8,12 @@
 mod a2a;
 mod model;
 mod raw;
+mod web;
 
 pub use a2a::A2aLimits;
 pub use model::{ApiKey, ModelUpstream};
 pub use raw::{RawConfig, RawModelConfig};
+pub use web::WebConfig;
 
 use crate::db::central::uids::UidRange;
 use protocol::ProviderKind;
@@ -99,6 +101,8 @@ pub struct Config {
     pub compact_at_percent: u8,
     pub a2a: A2aLimits,
     pub approval_ttl: Duration,
+    /// The HTTP server: web chat, dashboard, admin and OpenAI-compatible APIs, metrics.
+    pub web: WebConfig,
 }
 
 impl Config {
@@ -110,6 +114,10 @@ impl Config {
     }
     pub fn cli_socket(&self) -> PathBuf {
         self.data_dir.join("cli.sock")
+    }
+    /// Where a running host writes its web server's base URL (absent when it is off).
+    pub fn web_url_file(&self) -> PathBuf {
+        self.data_dir.join("web.url")
     }
     pub fn admin_socket(&self) -> PathBuf {
         self.data_dir.join("crabpot.sock")
@@ -309,6 +317,11 @@ impl Config {
             compact_at_percent,
             a2a,
             approval_ttl: Duration::from_secs(approval_ttl_secs),
+            web: WebConfig::from_raw(
+                raw.web_listen.as_deref(),
+                raw.web_behind_https,
+                raw.web_public_url.as_deref(),
+            )?,
         })
     }
 }

@@ -48,6 +48,12 @@ pub struct RawConfig {
     pub a2a_window_secs: Option<u64>,
     /// How long an approval stays open.
     pub approval_ttl_secs: Option<u64>,
+    /// The web server's address, or `off`.
+    pub web_listen: Option<String>,
+    /// The web server is reached through HTTPS (cookies are then `Secure`).
+    pub web_behind_https: Option<bool>,
+    /// The base URL people open, for login links.
+    pub web_public_url: Option<String>,
     #[serde(default)]
     pub model: RawModelConfig,
 }
@@ -109,6 +115,9 @@ impl RawConfig {
             a2a_max_per_session: over.a2a_max_per_session.or(self.a2a_max_per_session),
             a2a_window_secs: over.a2a_window_secs.or(self.a2a_window_secs),
             approval_ttl_secs: over.approval_ttl_secs.or(self.approval_ttl_secs),
+            web_listen: over.web_listen.or(self.web_listen),
+            web_behind_https: over.web_behind_https.or(self.web_behind_https),
+            web_public_url: over.web_public_url.or(self.web_public_url),
             model: RawModelConfig {
                 provider: over.model.provider.or(self.model.provider),
                 base_url: over.model.base_url.or(self.model.base_url),
@@ -226,6 +235,18 @@ impl RawConfig {
             a2a_max_per_session: number("CRABPOT_A2A_MAX_PER_SESSION")?.map(|n| n as usize),
             a2a_window_secs: number("CRABPOT_A2A_WINDOW_SECS")?,
             approval_ttl_secs: number("CRABPOT_APPROVAL_TTL_SECS")?,
+            web_listen: text("CRABPOT_WEB_LISTEN"),
+            web_behind_https: text("CRABPOT_WEB_BEHIND_HTTPS")
+                .map(|v| match v.as_str() {
+                    "1" | "true" | "yes" => Ok(true),
+                    "0" | "false" | "no" => Ok(false),
+                    other => Err(invalid(
+                        "CRABPOT_WEB_BEHIND_HTTPS",
+                        format!("{other:?} is not true or false"),
+                    )),
+                })
+                .transpose()?,
+            web_public_url: text("CRABPOT_WEB_PUBLIC_URL"),
             model: RawModelConfig {
                 provider,
                 base_url: text("CRABPOT_MODEL_BASE_URL"),

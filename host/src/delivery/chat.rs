@@ -15,6 +15,7 @@ use super::{Delivery, MAX_ATTEMPTS, RowOutcome, Wait};
 use crate::bridge::RowSend;
 use crate::db::central::DropRecord;
 use crate::edge::{Channel, ChannelError, ChatAddress};
+use crate::metrics::labels::DeliveryOutcome;
 use crate::session::SessionRef;
 use protocol::inbound::WaitReason;
 use protocol::rows::DeliveryStatus;
@@ -44,6 +45,9 @@ pub struct ChatSend {
     in_reply_to: Option<MessageId>,
     /// Left `sending` by a host that crashed: sent again once, flagged for the platform.
     resend: bool,
+    /// When it became due (unix ms: written, or its `deliver_after`; the container's word):
+    /// where the delivery latency starts.
+    due_at: i64,
 }
 
 impl Delivery {
@@ -90,6 +94,7 @@ impl Delivery {
             names_files,
             in_reply_to: row.in_reply_to.clone(),
             resend,
+            due_at: row.created_at.max(row.deliver_after.unwrap_or(i64::MIN)),
         }))
     }
 
@@ -196,14 +201,18 @@ impl Delivery {
     ) {
         let attempts = send.attempts + 1;
         let (id, seq) = (send.id.clone(), send.seq);
+        let (metrics, channel_type) = (crate::metrics::global(), &send.address.channel_type);
         match result {
-            Ok(platform_id) => records.finish(Final {
-                id,
-                seq,
-                status: DeliveryStatus::Delivered,
-                platform_message_id: Some(platform_id),
-                error: None,
-            }),
+            Ok(platform_id) => {
+                metrics.delivered(channel_type, crate::metrics::since_unix_ms(send.due_at));
+                records.finish(Final {
+                    id,
+                    seq,
+                    status: DeliveryStatus::Delivered,
+                    platform_message_id: Some(platform_id),
+                    error: None,
+                });
+            }
             Err(ChannelError::NoRecipient(why)) => {
                 // Nobody heard it: not an attempt. It goes when a recipient arrives.
                 tracing::debug!(session_id = %session.id, %seq, %why, "no recipient; the row waits");
@@ -232,6 +241,7 @@ impl Delivery {
                     _ => 0,
                 };
                 let backoff_ms = (500 * (1_i64 << attempts.min(6))).max(asked_ms);
+                metrics.delivery(channel_type, DeliveryOutcome::Retried);
                 if self
                     .log_gate
                     .should_log(&format!("delivery.retry {}", session.id))
@@ -249,6 +259,7 @@ impl Delivery {
             Err(e) => {
                 let error = e.to_string();
                 tracing::warn!(session_id = %session.id, %seq, %error, "delivery failed for good");
+                metrics.delivery(channel_type, DeliveryOutcome::Failed);
                 records.drops.push(DropRecord {
                     outbound: true,
                     reason: format!("delivery failed: {error}"),

@@ -97,6 +97,8 @@ impl Delivery {
             if !seen.insert(row.id.clone()) {
                 continue;
             }
+            crate::metrics::global()
+                .turn_completed(&channel_type, crate::metrics::since_unix_ms(row.created_at));
             if let Some(channel) = self.channels.get(&channel_type) {
                 let address = ChatAddress {
                     channel_type,

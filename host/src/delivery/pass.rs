@@ -349,6 +349,7 @@ impl<'a> Pass<'a> {
     /// and in `dropped_messages`, and (when `tell`) tells the agent with a `system` row.
     fn refuse(&mut self, id: &MessageId, seq: Option<Seq>, refusal: &Refusal, tell: bool) {
         let reason = refusal.detail();
+        crate::metrics::global().row_refused(refusal.code());
         // Identical refusals (the same reason, whatever seq or size it names) are one line
         // per window: a flood over a cap logs once, distinct problems each once.
         let kind: String = reason

@@ -218,6 +218,7 @@ impl Drop for UsageMeter {
 
 /// Sends a record and logs it; a closed channel (host shutting down) only loses the record.
 fn send(sender: &UnboundedSender<UsageRecord>, record: UsageRecord) {
+    crate::metrics::global().proxy_request(&record);
     tracing::info!(
         status = record.status,
         input_tokens = record.input_tokens,

@@ -205,6 +205,7 @@ pub fn decide(
             Decision::Deny { .. },
         ) => {
             for held in &approval.held {
+                crate::metrics::global().router_denied();
                 let field = |name: &str| held.get(name).and_then(|v| v.as_str()).map(str::to_owned);
                 central::record_drop(
                     &tx,

@@ -237,6 +237,11 @@ impl Router {
                 plan::plan(conn, &planned_event, settings, &mut patterns)
             })
             .await?;
+        crate::metrics::global().router_decided(
+            &event.channel_type,
+            plan.held.len(),
+            &plan.dropped,
+        );
         for notification in plan.notifications {
             let _ = self.host_messages.send(notification);
         }
@@ -292,6 +297,7 @@ impl Router {
             })
             .await?;
         tracing::debug!(session_id = %target.session.id, %seq, trigger = target.trigger, "routed");
+        crate::metrics::global().message_routed(&event.channel_type);
         if target.trigger {
             self.supervisor.wake(&target.session);
         }

@@ -5,6 +5,7 @@
 
 use super::{LABEL_INSTALL, LABEL_SESSION, Running, Slot, Supervisor};
 use crate::db::central;
+use crate::metrics::ContainerExit;
 use crate::runtime::ContainerState;
 use crate::session::SessionRef;
 use crate::session::owner::Owner;
@@ -126,6 +127,7 @@ impl Supervisor {
         let sessions = self.running_sessions();
         for session in sessions {
             self.stop_session(&session, Duration::from_secs(3)).await;
+            crate::metrics::global().container_exited(ContainerExit::Shutdown);
         }
     }
 }

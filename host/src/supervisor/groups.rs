@@ -5,6 +5,7 @@
 
 use super::{Slot, Supervisor};
 use crate::db::central;
+use crate::metrics::ContainerExit;
 use crate::runtime::ContainerLimits;
 use crate::session::SessionRef;
 use protocol::SessionId;
@@ -129,6 +130,7 @@ impl Supervisor {
             .collect();
         for session in &sessions {
             self.stop_session(session, Duration::from_secs(5)).await;
+            crate::metrics::global().container_exited(ContainerExit::Restarted);
             self.after_exit(session, false).await;
         }
         sessions.len()
@@ -145,6 +147,7 @@ impl Supervisor {
             .collect();
         for session in &sessions {
             self.stop_session(session, Duration::from_secs(5)).await;
+            crate::metrics::global().container_exited(ContainerExit::Stopped);
         }
         self.release_group_disks(group).await;
         sessions.len()
@@ -176,6 +179,9 @@ impl Supervisor {
     /// Stops a session's container (if any) and takes it out of the queue.
     pub async fn stop_by_id(self: &Arc<Self>, session: &SessionRef) {
         self.state().queue.retain(|q| q.id != session.id);
+        if self.container_state(&session.id) == "running" {
+            crate::metrics::global().container_exited(ContainerExit::Stopped);
+        }
         self.stop_session(session, Duration::from_secs(5)).await;
     }
 }

@@ -69,6 +69,8 @@ impl Supervisor {
                 tracing::warn!(session_id = %session.id, "heartbeat is stale; stopping the container");
             }
             self.stop_session(&session, Duration::ZERO).await;
+            crate::metrics::global()
+                .container_exited(crate::metrics::ContainerExit::StaleHeartbeat);
             self.after_exit(&session, true).await;
         }
         for session in exited {
@@ -79,6 +81,7 @@ impl Supervisor {
                 tracing::info!(session_id = %session.id, "container exited");
             }
             self.stop_session(&session, Duration::ZERO).await;
+            crate::metrics::global().container_exited(crate::metrics::ContainerExit::Crashed);
             self.after_exit(&session, true).await;
         }
         for session in idle {
@@ -88,6 +91,7 @@ impl Supervisor {
             }
             tracing::info!(session_id = %session.id, "idle; stopping the container");
             self.stop_session(&session, Duration::from_secs(5)).await;
+            crate::metrics::global().container_exited(crate::metrics::ContainerExit::Idle);
             // An idle session gives back its loop device and mount until its next start;
             // one that crashed or failed keeps its out/ in view for the operator.
             self.release_disk_if_stopped(&session).await;
@@ -224,7 +228,7 @@ impl Supervisor {
 
 /// The heartbeat's age. It lies in `out/`, so it is never followed if it is a link (a link's
 /// own time counts, which only the session's own container can fake for itself).
-fn heartbeat_age(path: &std::path::Path) -> Option<Duration> {
+pub fn heartbeat_age(path: &std::path::Path) -> Option<Duration> {
     let modified = std::fs::symlink_metadata(path)
         .and_then(|m| m.modified())
         .ok()?;

@@ -30,6 +30,7 @@ mod adopt;
 mod due;
 mod groups;
 mod health;
+pub use health::heartbeat_age;
 mod quarantine;
 mod start;
 mod watch;

@@ -11,6 +11,7 @@
 
 use super::{Notice, Supervisor};
 use crate::db::central::sessions as session_db;
+use crate::metrics::ContainerExit;
 use crate::session::SessionRef;
 use protocol::SessionId;
 use std::collections::HashMap;
@@ -66,6 +67,9 @@ impl Supervisor {
             tracing::warn!(session_id = %session.id, error = %e, "recording the session's failure failed");
         }
         self.state().queue.retain(|queued| queued.id != session.id);
+        if self.container_state(&session.id) == "running" {
+            crate::metrics::global().container_exited(ContainerExit::Failed);
+        }
         self.stop_session(session, Duration::ZERO).await;
         let finished = self.fail_pending(session, &reason).await;
         let _ = self.notices.send(Notice {
@@ -129,6 +133,7 @@ impl Supervisor {
         for running in self.running_sessions() {
             if self.is_failed(&running.id) {
                 self.stop_session(&running, Duration::ZERO).await;
+                crate::metrics::global().container_exited(ContainerExit::Failed);
             }
         }
     }

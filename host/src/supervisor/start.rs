@@ -105,12 +105,14 @@ impl Supervisor {
                 match result {
                     Ok(running) => {
                         tracing::info!(container = %running.container, "container started");
+                        crate::metrics::global().container_started();
                         this.state().slots.insert(session.id.clone(), Slot::Running(running));
                         // Rows may have been written before the watch existed.
                         let _ = this.out_changed.send(session.clone());
                     }
                     Err(message) => {
                         cancel.cancel();
+                        crate::metrics::global().container_start_failed();
                         if this.log_gate.should_log(&format!("supervisor.start {}", session.id)) {
                             tracing::error!(error = %message, "could not start the session's container");
                         }

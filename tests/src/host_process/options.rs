@@ -140,6 +140,9 @@ pub(super) fn child_env(
         .clone()
         .unwrap_or_else(|| crate::repo_root().join("groups"));
     set("CRABPOT_GROUPS_DIR", groups_dir.display().to_string());
+    // Tests run in parallel: each host's web server takes a free loopback port, read back
+    // from `data/web.url` ([`super::HostProcess::web_url`]). `options.env` may override it.
+    set("CRABPOT_WEB_LISTEN", "127.0.0.1:0".to_string());
     // The runner's debug log, printed by a failing test, shows where a turn stopped.
     set("CRABPOT_AGENT_LOG", "info,agent_runner=debug".to_string());
     set(

@@ -21,6 +21,8 @@ pub mod sessions;
 pub mod tasks;
 pub mod uids;
 pub mod usage;
+pub mod web;
+pub mod web_chats;
 pub mod wirings;
 
 use super::DbError;
@@ -48,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
     // 005 must stay after 004.
     include_str!("../../../migrations/central/005_session_uids.sql"),
     include_str!("../../../migrations/central/006_adapters.sql"),
+    include_str!("../../../migrations/central/007_web.sql"),
+    // 008 (web conversations) stays after 007 (web users and tokens).
+    include_str!("../../../migrations/central/008_web_chats.sql"),
 ];
 
 /// Opens (creating if needed) and migrates the central DB.

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh machine, and nothing that is already there:
+# Debian packages (apt-get, as root) and a Python virtual environment with the PyPI packages
+# of tests/deps/requirements.txt, kept outside the clone (CRABPOT_TEST_VENV, by default
+# /var/tmp/crabpot-venv) so a warm run does not reinstall them. `make test` and `.ci/run`
+# call it; it is safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# Debian packages: busybox-static for the agent image, e2fsprogs and mount for the
+# per-session disk quotas (loop-mounted ext4 images), python3-venv for the test venv,
+# prometheus for the /metrics scrape test.
+missing=()
+if ! command -v busybox >/dev/null 2>&1 || ! file -L "$(command -v busybox)" 2>/dev/null | grep -q 'statically linked'; then
+  missing+=(busybox-static file)
+fi
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || missing+=(mount)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# A real browser for the web chat's tests (tests/src/browser.rs drives it over WebDriver).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "tests/deps/install.sh: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "tests/deps/install.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The Python venv of the tests (real client libraries, e.g. `openai`).
+venv="${CRABPOT_TEST_VENV:-/var/tmp/crabpot-venv}"
+stamp="$venv/.requirements"
+if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/deps/requirements.txt "$stamp"; then
+  echo "tests/deps/install.sh: preparing the test venv in $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/deps/requirements.txt
+  cp tests/deps/requirements.txt "$stamp"
+fi
