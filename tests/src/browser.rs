@@ -10,6 +10,7 @@
 //! stack pulls in `aws-lc-sys`, a C build that needs cmake, for calls to a local driver.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,7 +66,10 @@ impl Browser {
         }
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        // Its own process group: Chromium is the driver's child and outlives a killed driver
+        // (reparented, still running the page's timers), so Drop kills the whole group.
         let driver = Command::new(&chromedriver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -288,9 +292,14 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The session's Chromium is the driver's child; killing the driver ends it too, but a
-        // polite DELETE first lets Chromium close its profile.
+        // The driver, Chromium and its renderers share the driver's process group.
         if let Some(mut driver) = self.driver.take() {
+            let group = format!("-{}", driver.id());
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             let _ = driver.kill();
             let _ = driver.wait();
         }

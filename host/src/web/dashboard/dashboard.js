@@ -238,6 +238,7 @@ async function start() {
     return;
   }
   form("#group-create", (values) => admin("groups", "create", values));
+  form("#chat-create", (values) => admin("chats", "create", values));
   form("#wiring-create", (values) => admin("wirings", "create", values));
   await refresh();
   setInterval(refresh, REFRESH_MS);
