@@ -198,6 +198,21 @@ pub enum OutboundContent {
     },
 }
 
+/// An object key of serde_json's own private tokens (`$serde_json::private::RawValue`, ...),
+/// anywhere in `value`. Such a key is never honest content, and it does not survive a write
+/// and a read: an object whose first key is the raw-value token reads back as raw JSON.
+fn reserved_key(value: &serde_json::Value) -> Option<&str> {
+    match value {
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, value)| {
+            key.starts_with("$serde_json::")
+                .then_some(key.as_str())
+                .or_else(|| reserved_key(value))
+        }),
+        serde_json::Value::Array(items) => items.iter().find_map(reserved_key),
+        _ => None,
+    }
+}
+
 impl OutboundContent {
     /// Parses and checks the content of an outbound row of the given kind.
     pub fn parse(kind: OutboundKind, json: &str) -> Result<Self, ContentError> {
@@ -209,6 +224,12 @@ impl OutboundContent {
         }
         let value: serde_json::Value =
             serde_json::from_str(json).map_err(|e| ContentError::NotJson(e.to_string()))?;
+        if let Some(key) = reserved_key(&value) {
+            return Err(bad(
+                "content",
+                &format!("the key {key:?} is reserved (serde_json's private tokens)"),
+            ));
+        }
         let content = match kind {
             OutboundKind::System => {
                 let serde_json::Value::Object(mut map) = value else {
@@ -372,6 +393,32 @@ fn bad(shape: &'static str, reason: &str) -> ContentError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_json_private_keys_are_refused_at_any_depth() {
+        // Found by the `outbound_content` fuzz target: written back, an object whose first
+        // key is the raw-value token reads as raw JSON, so the row would not read back.
+        for (kind, json) in [
+            (
+                OutboundKind::System,
+                r#"{"action":"pause_task","$serde_json::private::RawValue":"daily-report"}"#,
+            ),
+            (
+                OutboundKind::System,
+                r#"{"action":"x","a":[{"$serde_json::private::Number":"1"}]}"#,
+            ),
+            (
+                OutboundKind::Chat,
+                r#"{"text":"hi","$serde_json::private::RawValue":"1"}"#,
+            ),
+        ] {
+            let refused = OutboundContent::parse(kind, json);
+            assert!(
+                matches!(&refused, Err(e) if e.to_string().contains("reserved")),
+                "{json}: {refused:?}"
+            );
+        }
+    }
     use proptest::prelude::*;
 
     fn check(kind: OutboundKind, json: &str, expected: Result<OutboundContent, &str>) {
