@@ -244,7 +244,8 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
     let cli_gate = cli_channel.log_gate();
     let channels = Arc::new(Channels::default());
     channels.register(cli_channel.clone());
-    let web_channel = crate::channels::web::WebChannel::new(Arc::clone(&central));
+    let web_channel =
+        crate::channels::web::WebChannel::new(Arc::clone(&central), data_dir.join("uploads"));
     channels.register(web_channel.clone());
     // Every registered out-of-process adapter has its channel before delivery starts, so its
     // rows wait for it (connected or not) instead of being refused.

@@ -131,6 +131,60 @@ async fn a_person_chats_in_the_browser() {
     );
     browser.screenshot(&shots.join("chat.png")).await.unwrap();
 
+    // A file the person attaches lands in the session's inbox, named in the message.
+    let upload_dir = tempfile::tempdir().unwrap();
+    let upload = upload_dir.path().join("clay-notes.txt");
+    std::fs::write(&upload, "two parts clay, one part water\n").unwrap();
+    let files = browser.find("#files", PAGE).await.unwrap();
+    browser
+        .type_into(&files, &upload.display().to_string())
+        .await
+        .unwrap();
+    let text = browser.find("#text", PAGE).await.unwrap();
+    browser.type_into(&text, "here are my notes").await.unwrap();
+    browser.click(&send).await.unwrap();
+    let request = browser
+        .wait_for("the model to see the attachment", TURN, || async {
+            Ok(fake
+                .requests()
+                .into_iter()
+                .rev()
+                .find(|request| request.body.to_string().contains("here are my notes")))
+        })
+        .await
+        .unwrap();
+    let body = request.body.to_string();
+    assert!(
+        body.contains("[attachments: /session/in/inbox/") && body.contains("clay-notes.txt"),
+        "the agent is told where the file is: {body}"
+    );
+    let copied = std::fs::read_dir(host.sessions_dir())
+        .unwrap()
+        .flatten()
+        .flat_map(|group| {
+            std::fs::read_dir(group.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter_map(|session| std::fs::read_dir(session.path().join("in/inbox")).ok())
+        .flatten()
+        .flatten()
+        .map(|message| message.path().join("clay-notes.txt"))
+        .find(|path| path.is_file())
+        .expect("the upload is in a session's inbox");
+    assert_eq!(
+        std::fs::read_to_string(copied).unwrap(),
+        "two parts clay, one part water\n"
+    );
+    browser
+        .wait_for("the upload's reply", TURN, || async {
+            let agent = texts(&browser, ".message.agent:not(.draft)").await;
+            Ok(agent.into_iter().find(|t| t.contains("here are my notes")))
+        })
+        .await
+        .unwrap();
+
     // The agent's plan shows as a checklist, updated in place.
     fake.push(Reply::tool_call(
         "todo_write",

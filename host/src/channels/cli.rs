@@ -469,6 +469,7 @@ impl CliChannel {
             is_mention,
             is_group,
             chat_name,
+            uploads: Vec::new(),
         };
         match inbox.push(event).await {
             Ok(outcome)

@@ -19,6 +19,32 @@ pub struct InboundEvent {
     pub is_group: bool,
     /// A human name for the chat, used when the chat is seen for the first time.
     pub chat_name: Option<String>,
+    /// Files the person sent, staged on the host by the channel itself; the router copies
+    /// them into the session's inbox and names them in `attachments`. Never read from or
+    /// written to any wire (`serde(skip)`): no payload can name a host path.
+    #[serde(skip)]
+    pub uploads: Vec<Upload>,
+}
+
+/// A file a channel received and staged on the host for one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// Its name in the inbox: a plain file name (see [`Upload::is_valid_name`]).
+    pub name: String,
+    /// Where the channel staged it.
+    pub path: std::path::PathBuf,
+}
+
+impl Upload {
+    /// A name that is one path component: 1-200 characters, no `/`, no control character,
+    /// not `.` or `..`, not hidden.
+    pub fn is_valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.chars().count() <= 200
+            && !name.starts_with('.')
+            && !name.contains('/')
+            && !name.chars().any(char::is_control)
+    }
 }
 
 /// One row the router wrote.
@@ -50,12 +76,16 @@ pub struct RouteOutcome {
 pub enum RouteError {
     #[error("storing the message failed: {0}")]
     Db(#[from] DbError),
+    /// An upload could not be copied into the session's inbox. Not retryable as is.
+    #[error("the file {name:?} could not be put in the session's inbox: {reason}")]
+    Upload { name: String, reason: String },
 }
 
 impl RouteError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RouteError::Db(e) => e.is_retryable(),
+            RouteError::Upload { .. } => false,
         }
     }
 }

@@ -20,6 +20,7 @@ pub use channel::{
 };
 pub use inbound::{
     AnswerError, Answered, InboundEvent, QuestionAnswer, RouteError, RouteOutcome, RoutedMessage,
+    Upload,
 };
 pub use outgoing::{
     Button, Capabilities, ChatAddress, Draft, HostMessage, Markup, OutgoingMessage, Rate,

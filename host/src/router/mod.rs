@@ -264,10 +264,26 @@ impl Router {
         target: Target,
     ) -> Result<RoutedMessage, RouteError> {
         let message_id = MessageId::generate();
+        // Uploads go into the inbox before the row that names them, as agent-to-agent files do.
+        let mut attachments = event.attachments.clone();
+        if !event.uploads.is_empty() {
+            let inbox = self
+                .sessions
+                .paths(&target.session)
+                .inbox(message_id.as_str());
+            let uploads = event.uploads.clone();
+            tokio::task::spawn_blocking(move || copy_uploads(&uploads, &inbox))
+                .await
+                .map_err(|e| RouteError::Upload {
+                    name: String::new(),
+                    reason: e.to_string(),
+                })??;
+            attachments.extend(event.uploads.iter().map(|upload| upload.name.clone()));
+        }
         let content = InboundContent {
             text: event.text.clone(),
             sender: Some(event.sender.clone()),
-            attachments: event.attachments.clone(),
+            attachments,
             sender_role: target.sender_role.clone(),
             platform_message_id: Some(event.platform_message_id.clone()),
             ..InboundContent::default()
@@ -308,4 +324,25 @@ impl Router {
             trigger: target.trigger,
         })
     }
+}
+
+/// Copies a channel's staged uploads into a session's inbox folder (host-owned; the setgid
+/// `in/` gives the copies the session's group).
+fn copy_uploads(
+    uploads: &[crate::edge::Upload],
+    inbox: &std::path::Path,
+) -> Result<(), RouteError> {
+    let failed = |name: &str, reason: String| RouteError::Upload {
+        name: name.to_owned(),
+        reason,
+    };
+    std::fs::create_dir_all(inbox).map_err(|e| failed("", format!("creating the inbox: {e}")))?;
+    for upload in uploads {
+        if !crate::edge::Upload::is_valid_name(&upload.name) {
+            return Err(failed(&upload.name, "not a plain file name".into()));
+        }
+        std::fs::copy(&upload.path, inbox.join(&upload.name))
+            .map_err(|e| failed(&upload.name, e.to_string()))?;
+    }
+    Ok(())
 }

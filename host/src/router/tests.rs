@@ -198,6 +198,7 @@ fn check(case: &Case) {
             is_mention: ev.mention,
             is_group: case.is_group,
             chat_name: None,
+            uploads: Vec::new(),
         };
         let at = format!("{}, step {index}", case.name);
         let plan = plan::plan(&mut conn, &event, PlanSettings::default(), &mut patterns).unwrap();
@@ -586,6 +587,7 @@ fn drops_are_recorded_with_reason_chat_sender_and_counts() {
             is_mention: true,
             is_group: true,
             chat_name: None,
+            uploads: Vec::new(),
         };
         plan::plan(&mut conn, &event, PlanSettings::default(), &mut patterns).unwrap();
     }
@@ -626,6 +628,7 @@ fn approval_requests_reach_the_approver_dm_and_record_what_they_are_for() {
         is_mention: true,
         is_group: true,
         chat_name: None,
+        uploads: Vec::new(),
     };
     let plan = plan::plan(
         &mut conn,
@@ -761,6 +764,7 @@ mod routing {
             is_mention: true,
             is_group,
             chat_name: None,
+            uploads: Vec::new(),
         }
     }
 

@@ -10,6 +10,9 @@
 //!   deletions gone) and `last_event_id`, to open the event stream after.
 //! - `POST /api/chat/conversations/{id}/messages` `{text}`: sends a message; `/stop` ends
 //!   the turn in flight (`POST .../stop` does the same).
+//! - `POST /api/chat/conversations/{id}/uploads?name=NAME`, the file as the body: stages an
+//!   upload; `POST .../messages` `{text, uploads: [upload_id]}` sends it into the session's
+//!   inbox with the message.
 //! - `POST /api/chat/conversations/{id}/answers` `{question_id, answer}`: answers a question
 //!   (an option's number or label, or free text).
 //! - `GET /api/chat/conversations/{id}/events`: Server-Sent Events, `event:` the type,
@@ -56,6 +59,13 @@ pub fn routes() -> axum::Router<WebState> {
         .route(
             "/api/chat/conversations/{id}/messages",
             get(list_messages).post(post_message),
+        )
+        .route(
+            "/api/chat/conversations/{id}/uploads",
+            post(upload).layer(DefaultBodyLimit::max(
+                usize::try_from(crate::channels::web::uploads::MAX_UPLOAD_BYTES)
+                    .unwrap_or(usize::MAX),
+            )),
         )
         .route("/api/chat/conversations/{id}/answers", post(post_answer))
         .route("/api/chat/conversations/{id}/stop", post(stop_turn))
@@ -216,7 +226,43 @@ async fn list_messages(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PostMessage {
+    #[serde(default)]
     text: String,
+    /// Ids from `POST .../uploads`: the files go with the message into the session's inbox.
+    #[serde(default)]
+    uploads: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    name: String,
+}
+
+/// `POST /api/chat/conversations/{id}/uploads?name=NAME`, the file as the raw body: staged
+/// for the next message, which names the returned `upload_id`.
+async fn upload(
+    State(state): State<WebState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<UploadQuery>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let conversation = owned(&state.web, &caller, &id).await?;
+    let body = body.map_err(|e| {
+        ChatApiError::invalid(format!(
+            "cannot read the file (at most {} bytes): {e}",
+            crate::channels::web::uploads::MAX_UPLOAD_BYTES
+        ))
+    })?;
+    let bytes = body.len();
+    let upload_id = state
+        .web
+        .uploads
+        .stage(&conversation.id, &query.name, body)
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "upload_id": upload_id, "name": query.name, "bytes": bytes }),
+    ))
 }
 
 async fn post_message(
@@ -227,7 +273,12 @@ async fn post_message(
 ) -> ApiResult<Json<Posted>> {
     let conversation = owned(&state.web, &caller, &id).await?;
     let request: PostMessage = parse(body)?;
-    Ok(Json(state.web.post(&conversation, &request.text).await?))
+    Ok(Json(
+        state
+            .web
+            .post_with_files(&conversation, &request.text, &request.uploads)
+            .await?,
+    ))
 }
 
 async fn stop_turn(

@@ -237,6 +237,7 @@ fn event(chat: usize, n: usize) -> InboundEvent {
         is_mention: true,
         is_group: false,
         chat_name: None,
+        uploads: Vec::new(),
     }
 }
 

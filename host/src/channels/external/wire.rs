@@ -191,6 +191,7 @@ impl InboundWire {
             is_mention: self.is_mention,
             is_group: self.is_group,
             chat_name: self.chat_name,
+            uploads: Vec::new(),
         })
     }
 }

@@ -167,6 +167,25 @@ impl WebChannel {
         conversation: &WebConversation,
         text: &str,
     ) -> Result<Posted, WebChatError> {
+        self.post_with_files(conversation, text, &[]).await
+    }
+
+    /// [`WebChannel::post`] with files uploaded before ([`super::uploads`]): they go into the
+    /// session's inbox as the message's attachments. A message of files alone says so.
+    pub async fn post_with_files(
+        &self,
+        conversation: &WebConversation,
+        text: &str,
+        upload_ids: &[String],
+    ) -> Result<Posted, WebChatError> {
+        let uploads = self.uploads.resolve(&conversation.id, upload_ids)?;
+        let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
+        let text = if text.trim().is_empty() && !names.is_empty() {
+            format!("(sent {})", names.join(", "))
+        } else {
+            text.to_owned()
+        };
+        let text = text.as_str();
         check_text(text)?;
         self.check_access(&conversation.user_id, &conversation.agent_group_id)
             .await?;
@@ -181,8 +200,10 @@ impl WebChannel {
             is_mention: true,
             is_group: false,
             chat_name: Some(conversation.title.clone()),
+            uploads,
         };
         let outcome = self.context()?.push(event.clone()).await?;
+        self.uploads.discard(&conversation.id, upload_ids);
         if outcome.routed.is_empty() && outcome.held.is_empty() && outcome.decision.is_none() {
             let why = if outcome.dropped.is_empty() {
                 "a repeat of a message already stored".to_owned()
@@ -194,10 +215,16 @@ impl WebChannel {
         let (triggers, context_rows): (Vec<_>, Vec<_>) =
             outcome.routed.iter().partition(|r| r.trigger);
         let message_ids: Vec<String> = triggers.iter().map(|r| r.message_id.to_string()).collect();
+        let shown = if names.is_empty() {
+            text.to_owned()
+        } else {
+            let list: Vec<String> = names.iter().map(|name| format!("📎 {name}")).collect();
+            format!("{text}\n\n{}", list.join("\n"))
+        };
         let message = Message {
             message_id: event.platform_message_id.clone(),
             role: Role::User,
-            text: text.to_owned(),
+            text: shown,
             files: Vec::new(),
             question: None,
             replaces_draft: None,

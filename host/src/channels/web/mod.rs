@@ -17,14 +17,15 @@
 //! one once ([`Subscription`]). What the owner writes is pushed to the router through the
 //! [`ChannelContext`] the channel got at start, and logged as a `message` with role `user`.
 //!
-//! Files the owner uploads are not supported: an [`InboundEvent`]'s attachments name files
-//! already in the session's `in/inbox/`, and the router copies none from a channel.
+//! Files the owner uploads are staged by [`uploads`] and travel with their message as the
+//! [`InboundEvent`]'s `uploads`, which the router copies into the session's `in/inbox/`.
 
 mod channel;
 mod conversations;
 mod error;
 pub mod events;
 pub mod hub;
+pub mod uploads;
 
 #[cfg(test)]
 mod tests;
@@ -64,11 +65,18 @@ pub struct WebChannel {
     hubs: Hubs,
     /// Conversation ids by platform id (a conversation never moves).
     by_platform_id: Mutex<HashMap<String, String>>,
+    /// Files uploaded for messages not sent yet.
+    pub uploads: uploads::Uploads,
 }
 
 impl WebChannel {
-    pub fn new(central: Arc<DbThread<Connection>>) -> Arc<WebChannel> {
+    /// `uploads_dir` holds uploaded files until their message is routed (`data/uploads`).
+    pub fn new(
+        central: Arc<DbThread<Connection>>,
+        uploads_dir: std::path::PathBuf,
+    ) -> Arc<WebChannel> {
         Arc::new(WebChannel {
+            uploads: uploads::Uploads::new(uploads_dir),
             central,
             context: OnceLock::new(),
             stopping: CancellationToken::new(),

@@ -19,7 +19,8 @@ fn channel() -> (tempfile::TempDir, Arc<WebChannel>) {
             Ok(())
         })
         .unwrap();
-    (dir, WebChannel::new(central))
+    let uploads = dir.path().join("uploads");
+    (dir, WebChannel::new(central, uploads))
 }
 
 fn reply(id: &str, text: &str, resend: bool) -> OutgoingMessage {

@@ -42,6 +42,17 @@ async function api(method, path, body) {
   return data;
 }
 
+// One file, as the raw body, staged for the next message.
+async function upload(base, file) {
+  const response = await fetch(`${base}/uploads?name=${encodeURIComponent(file.name)}`, {
+    method: "POST", credentials: "same-origin", body: file,
+    headers: { "Content-Type": "application/octet-stream", "X-CSRF-Token": state.csrf || "" },
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
 // --- Markdown, rendered safely -------------------------------------------------------------
 
 // Inline: `code`, **bold**, *italic*, [text](http(s) url). Anything else is text (underscores
@@ -331,13 +342,22 @@ async function start() {
   $("composer").addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = $("text").value;
-    if (!text.trim() || !state.conversation) return;
+    const files = [...$("files").files];
+    if ((!text.trim() && files.length === 0) || !state.conversation) return;
     $("send").disabled = true;
     try {
-      await api("POST", `/api/chat/conversations/${encodeURIComponent(state.conversation.id)}/messages`, { text });
+      const base = `/api/chat/conversations/${encodeURIComponent(state.conversation.id)}`;
+      const uploads = [];
+      for (const file of files) uploads.push((await upload(base, file)).upload_id);
+      await api("POST", `${base}/messages`, { text, uploads });
       $("text").value = "";
+      $("files").value = "";
+      $("attached").textContent = "";
     } catch (e) { notice(e.message); }
     $("send").disabled = false;
+  });
+  $("files").addEventListener("change", () => {
+    $("attached").textContent = [...$("files").files].map((f) => "📎 " + f.name).join("  ");
   });
   $("text").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("composer").requestSubmit(); }
