@@ -131,7 +131,15 @@ async fn a_person_chats_in_the_browser() {
     );
     browser.screenshot(&shots.join("chat.png")).await.unwrap();
 
-    // A file the person attaches lands in the session's inbox, named in the message.
+    // A file the person attaches lands in the session's inbox, named in the message: here the
+    // first message of a new conversation, so of a session that does not exist yet.
+    browser.click(&new_chat).await.unwrap();
+    browser
+        .wait_for("the second conversation", PAGE, || async {
+            Ok((browser.find_all("#conversations a").await?.len() == 2).then_some(()))
+        })
+        .await
+        .unwrap();
     let upload_dir = tempfile::tempdir().unwrap();
     let upload = upload_dir.path().join("clay-notes.txt");
     std::fs::write(&upload, "two parts clay, one part water\n").unwrap();

@@ -267,6 +267,11 @@ impl Router {
         // Uploads go into the inbox before the row that names them, as agent-to-agent files do.
         let mut attachments = event.attachments.clone();
         if !event.uploads.is_empty() {
+            // The session's folder is the store's to create, with its modes and group: a
+            // first message of a new session opens it before anything is put in its inbox.
+            self.sessions
+                .with_inbound(&target.session, |_, _| Ok(()))
+                .await?;
             let inbox = self
                 .sessions
                 .paths(&target.session)
