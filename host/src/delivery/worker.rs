@@ -4,7 +4,7 @@
 //! the session's `outbound.db`.
 //!
 //! Bounds, so that a session costs the host what it sends and no more:
-//! - after a pass that found nothing new (no rows, no finished acks), the task backs off
+//! - after a pass that found nothing new (no rows, no new acks), the task backs off
 //!   before it honours the next signal, doubling from [`MIN_BACKOFF`] to [`MAX_BACKOFF`], and
 //!   resets on progress: a container touching `out/` in a loop gets a few passes a second;
 //! - the periodic tick costs one `lstat` ([`FileStamp`]) and skips the pass when the file has
@@ -348,7 +348,10 @@ impl SessionWorker {
             self.acks.advance(&acks, acks_through);
         }
         let acks_moved = self.acks.window().from > before;
-        if outcome.handled > 0 || had_new_acks {
+        // A new ack (the runner's claim, say) is progress too: the reply usually follows
+        // within milliseconds, and must not wait out a back-off. Only a pass that saw
+        // nothing new at all (a touch, an unchanged file) backs off.
+        if outcome.handled > 0 || had_new_acks || acks_moved {
             PassEnd::Progress {
                 full: full || (acks_full && acks_moved),
             }
