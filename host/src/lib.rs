@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod router;
 pub mod runtime;
 pub mod schedule;
+pub mod secrets;
 pub mod serve;
 pub mod session;
 pub mod supervisor;

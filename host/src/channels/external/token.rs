@@ -5,14 +5,10 @@
 //! A plain SHA-256 is enough here (no salt, no slow hash): the token is 256 random bits, not
 //! a password a person chose, so there is nothing to guess from its hash.
 
-use ring::rand::{SecureRandom, SystemRandom};
-use std::fmt::Write;
+use crate::secrets;
 
 /// What every token starts with, so one found in a log or a config is recognisable.
 pub const PREFIX: &str = "cpa_";
-
-/// The prefix of a stored hash, naming its algorithm.
-const HASH_PREFIX: &str = "sha256:";
 
 /// Why no token could be made.
 #[derive(Debug, thiserror::Error)]
@@ -25,41 +21,18 @@ pub enum TokenError {
 
 /// A fresh token.
 pub fn generate() -> Result<String, TokenError> {
-    let mut bytes = [0_u8; 32];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| TokenError::Random)?;
-    Ok(format!("{PREFIX}{}", hex(&bytes)))
+    secrets::generate(PREFIX).map_err(|_| TokenError::Random)
 }
 
-/// What the central DB keeps of a token.
+/// What the central DB keeps of a token (`sha256:<hex>`).
 pub fn hash(token: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    format!("{HASH_PREFIX}{}", hex(digest.as_ref()))
+    secrets::hash(token)
 }
 
-/// Whether `token` is the one `stored` is the hash of. Takes the same time whatever the
-/// first differing byte is, so the answer's timing says nothing about the stored hash.
+/// Whether `token` is the one `stored` is the hash of, in constant time
+/// ([`secrets::same`]), so the answer's timing says nothing about the stored hash.
 pub fn verify(token: &str, stored: &str) -> bool {
-    let presented = hash(token);
-    let (presented, stored) = (presented.as_bytes(), stored.as_bytes());
-    if presented.len() != stored.len() {
-        return false;
-    }
-    let difference = presented
-        .iter()
-        .zip(stored)
-        .fold(0_u8, |difference, (a, b)| difference | (a ^ b));
-    std::hint::black_box(difference) == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(text, "{byte:02x}");
-    }
-    text
+    secrets::same(&secrets::hash(token), stored)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub mod caller;
 pub mod limits;
 pub mod login;
 pub mod passwords;
-pub mod secrets;
+pub use crate::secrets;
 
 pub use crate::db::central::web::Scope;
 pub use caller::{Access, Caller, Rejection};

@@ -1,5 +1,5 @@
-//! The random secrets of web authentication: API tokens (`cpt_…`), session cookies, CSRF
-//! tokens and login links (`cpl_…`), each 32 bytes from the system's random source, hex.
+//! Random secrets and their hashes, for web authentication and out-of-process adapters: API
+//! tokens (`cpt_…`), adapter tokens (`cpa_…`), session cookies, CSRF tokens and login links (`cpl_…`), each 32 bytes from the system's random source, hex.
 //! [`hash`] is what the central DB keeps (`sha256:<hex>`); [`same`] compares in constant
 //! time.
 //!
@@ -55,7 +55,7 @@ pub fn same(presented: &str, expected: &str) -> bool {
     std::hint::black_box(difference) == 0
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
         // Writing to a String cannot fail.
