@@ -179,6 +179,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Approvals(_) => "approvals",
         Command::Dropped(_) => "dropped",
         Command::Tasks(_) => "tasks",
+        Command::Channels(_) => "channels",
         Command::Adapters(_) => "adapters",
         Command::Tokens(_) => "tokens",
         Command::Web(_) => "web",

@@ -265,6 +265,16 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
             .with_context(|| format!("binding {}", adapters_socket.display()))?,
     );
     tracing::info!(adapters = n_adapters, "out-of-process channel adapters");
+    let web_base_url = Arc::new(std::sync::OnceLock::new());
+    let hooks = crate::channels::platforms::register(
+        &config.channels,
+        &crate::channels::platforms::PlatformParts {
+            central: Arc::clone(&central),
+            uploads_dir: data_dir.join("uploads"),
+            web_base_url: Arc::clone(&web_base_url),
+        },
+        &channels,
+    );
     let bridge = Bridge::new(Arc::clone(&channels));
     let delivery_interval = match config.wake_mode {
         crate::config::WakeMode::Events => config.sweep_interval,
@@ -311,7 +321,9 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
             let bound = listener
                 .local_addr()
                 .context("reading the web server's address")?;
-            Some((listener, config.web.base_url(bound)))
+            let base_url = config.web.base_url(bound);
+            let _ = web_base_url.set(base_url.clone());
+            Some((listener, base_url))
         }
         None => None,
     };
@@ -339,7 +351,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
                 config: config.web.clone(),
                 base_url: base_url.clone(),
             };
-            tasks.spawn(crate::web::serve(listener, state, root.clone()));
+            tasks.spawn(crate::web::serve(listener, state, hooks, root.clone()));
             std::fs::write(config.web_url_file(), format!("{base_url}\n"))
                 .with_context(|| format!("writing {}", config.web_url_file().display()))?;
             tracing::info!(url = %base_url, "the web server is listening");

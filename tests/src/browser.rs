@@ -279,8 +279,12 @@ impl Browser {
     {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(found) = check().await? {
-                return Ok(found);
+            match check().await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                // A live page re-renders: an element found a moment ago may be gone. Look again.
+                Err(error) if is_stale(&error) => {}
+                Err(error) => return Err(error),
             }
             if Instant::now() > deadline {
                 bail!("waited {timeout:?} for {what}");
@@ -288,6 +292,11 @@ impl Browser {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// WebDriver's answer for an element the page has since replaced.
+pub fn is_stale(error: &anyhow::Error) -> bool {
+    error.to_string().contains("stale element reference")
 }
 
 impl Drop for Browser {

@@ -9,7 +9,8 @@
 //! inside a container, a drop guard that removes containers), and [`http_client`] a small HTTP/1
 //! client over TCP or a unix socket with an SSE parser, so tests can talk to servers directly.
 //! [`process_usage`] reads what a process takes (RSS, peak RSS, file descriptors, CPU share) from
-//! `/proc`, for the hostile-session suite's bounds and `make bench`.
+//! `/proc`, for the hostile-session suite's bounds and `make bench`. [`fake_platform`] is the
+//! recording loopback server the fake chat platforms (Telegram, Slack, Discord) are built on.
 //!
 //! Nothing here sleeps to wait for something: waits are notifications or polls with an
 //! explicit deadline, and every server binds its port before it is spawned.
@@ -21,6 +22,7 @@ pub mod browser;
 pub mod crash;
 pub mod docker;
 pub mod fake_model;
+pub mod fake_platform;
 pub mod host_process;
 pub mod http_client;
 pub mod process_usage;

@@ -409,35 +409,49 @@ async fn an_owner_approves_a_held_message_from_the_dashboard() {
     let browser = Browser::start().await.unwrap();
     log_in(&browser, &web, "olive").await;
     browser.goto(&format!("{web}/dashboard")).await.unwrap();
-    let approve = browser
+    browser
         .wait_for("the approval in the dashboard", PAGE, || async {
             for row in browser.find_all("#approvals tbody tr").await? {
                 if browser.text(&row).await?.contains(&id) {
-                    return Ok(browser
-                        .find_all("#approvals button.approve")
-                        .await?
-                        .into_iter()
-                        .next());
+                    return Ok(Some(()));
                 }
             }
             Ok(None)
         })
         .await
         .unwrap();
-    let status = browser.find("#status .cards", PAGE).await.unwrap();
-    assert!(
-        browser
-            .text(&status)
-            .await
-            .unwrap()
-            .contains("approvals waiting"),
-        "the status shows the queue"
-    );
+    browser
+        .wait_for("the status to show the queue", PAGE, || async {
+            let status = browser.find("#status .cards", PAGE).await?;
+            Ok(browser
+                .text(&status)
+                .await?
+                .contains("approvals waiting")
+                .then_some(()))
+        })
+        .await
+        .unwrap();
     browser
         .screenshot(&output_dir().join("dashboard.png"))
         .await
         .unwrap();
-    browser.click(&approve).await.unwrap();
+    // The tables are rebuilt every few seconds: find the button and press it in one go,
+    // looking again when the row was replaced in between.
+    browser
+        .wait_for("the approve button to be pressed", PAGE, || async {
+            for row in browser.find_all("#approvals tbody tr").await? {
+                if browser.text(&row).await?.contains(&id) {
+                    let buttons = browser.find_all("#approvals button.approve").await?;
+                    if let Some(button) = buttons.into_iter().next() {
+                        browser.click(&button).await?;
+                        return Ok(Some(()));
+                    }
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .unwrap();
     // Decided as the person logged in, with the CLI's own checks; the held message replays.
     platform.reply_containing("room-1", "hello from sam").await;
     let shown = support::cli_json(&host, &["approvals", "show", &id]).await;
@@ -461,17 +475,21 @@ async fn an_owner_approves_a_held_message_from_the_dashboard() {
         .await
         .unwrap();
     // An edit from the dashboard is the admin API's `groups update`.
-    let name = browser
-        .find("#groups tbody tr input[aria-label=name]", PAGE)
+    browser
+        .wait_for("the name to be typed and saved", PAGE, || async {
+            let name = browser
+                .find("#groups tbody tr input[aria-label=name]", PAGE)
+                .await?;
+            // While the input has focus the table is not rebuilt (see `editing` in the page).
+            browser.click(&name).await?;
+            browser.clear(&name).await?;
+            browser.type_into(&name, "Main agent").await?;
+            let save = browser.find("#groups tbody tr .edit button", PAGE).await?;
+            browser.click(&save).await?;
+            Ok(Some(()))
+        })
         .await
         .unwrap();
-    browser.clear(&name).await.unwrap();
-    browser.type_into(&name, "Main agent").await.unwrap();
-    let save = browser
-        .find("#groups tbody tr .edit button", PAGE)
-        .await
-        .unwrap();
-    browser.click(&save).await.unwrap();
     browser
         .wait_for("the new name", PAGE, || async {
             let group = support::cli_json(&host, &["groups", "show", "main"]).await;

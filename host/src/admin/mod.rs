@@ -5,7 +5,7 @@
 //!
 //! Every call is `POST /v1/<resource>/<verb>` with a JSON body; each resource has its own
 //! handler file (`groups`, `chats`, `wirings`, `destinations`, `people` for users, roles and
-//! members, `sessions`, `approvals`, `tasks`, `status` with dropped messages, `adapters` for
+//! members, `sessions`, `approvals`, `tasks`, `status` with dropped messages and `channels` (every adapter's health), `adapters` for
 //! out-of-process channel adapters, `web` for passwords, API tokens and login links). Handlers run the central-DB work on its thread, then
 //! project destination changes into the affected sessions' `inbound.db` at once. Failures are [`AdminError`]s, sent as [`api::ApiError`].
 
@@ -213,6 +213,7 @@ impl Admin {
             ("POST", "approvals") => approvals::handle(self, verb, body).await,
             ("POST", "tasks") => tasks::handle(self, verb, body).await,
             ("POST", "dropped") => status::dropped(self, verb, body).await,
+            ("POST", "channels") => status::channels(self, verb),
             ("POST", "adapters") => adapters::handle(self, verb, body).await,
             ("POST", "tokens") => web::tokens(self, verb, body).await,
             ("POST", "web") => web::handle(self, verb, body).await,

@@ -240,6 +240,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Register an out-of-process adapter; answers its token once.",
         Some(example::<AdapterAdd>),
     ),
+    endpoint(
+        "channels",
+        "list",
+        "List every channel adapter with its health.",
+        None,
+    ),
     endpoint("adapters", "list", "List adapters with their health.", None),
     endpoint(
         "adapters",

@@ -1,6 +1,7 @@
 //! `crabpot status` (host, Docker, running containers, queue, open approvals, disk quotas,
 //! free disk and the reserve, the uid scheme, each channel adapter's health) and
-//! `crabpot dropped list` (what was not delivered, and why).
+//! `crabpot dropped list` (what was not delivered, and why), and `crabpot channels list` (every
+//! channel adapter, built in or out of process, with its health).
 
 use super::api::{ListFilter, Status};
 use super::{Admin, Reply, parse, to_value, unknown_verb};
@@ -47,5 +48,12 @@ pub(super) async fn dropped(admin: &Admin, verb: &str, body: serde_json::Value) 
             to_value(&admin.db(move |tx| drops::list_drops(tx, limit)).await?)
         }
         _ => Err(unknown_verb("dropped", verb)),
+    }
+}
+
+pub(super) fn channels(admin: &Admin, verb: &str) -> Reply {
+    match verb {
+        "list" => to_value(&admin.channels.status()),
+        _ => Err(unknown_verb("channels", verb)),
     }
 }

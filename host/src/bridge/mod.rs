@@ -244,19 +244,26 @@ impl Bridge {
         let capabilities = channel.capabilities();
         let id = MessageId::generate();
         let mut first = None;
-        for (index, text) in split::render_pieces(
+        let pieces = split::render_pieces(
             &message.text,
             capabilities.markup,
             capabilities.max_text_chars,
-        )
-        .into_iter()
-        .enumerate()
-        {
+        );
+        let last = pieces.len().saturating_sub(1);
+        for (index, text) in pieces.into_iter().enumerate() {
+            // The shortcuts go with the last piece; where there are no buttons, the text
+            // already says what to type.
+            let buttons = if index == last && capabilities.buttons {
+                message.buttons.clone()
+            } else {
+                Vec::new()
+            };
             let outgoing = OutgoingMessage {
                 id: id.clone(),
                 seq: Seq(-1),
                 piece: u32::try_from(index).unwrap_or(u32::MAX),
                 text,
+                buttons,
                 ..OutgoingMessage::default()
             };
             let platform_id = self

@@ -5,10 +5,18 @@
 //! trait, `InboundEvent`, `ChatAddress`, `OutgoingMessage`, `Capabilities`) are not defined
 //! here, so adapters, the router and delivery import them from one neutral module. The first
 //! adapter is [`cli`], the local terminal;
-//! [`external`] serves out-of-process adapters over `data/adapters.sock`.
+//! [`external`] serves out-of-process adapters over `data/adapters.sock`; [`web`] is the
+//! browser chat; [`telegram`], [`slack`] and [`discord`] are the platforms the host connects
+//! to itself ([`platforms`]).
 
 pub mod cli;
+pub mod discord;
 pub mod external;
+pub mod http;
+pub mod platforms;
+pub mod slack;
+pub mod staging;
+pub mod telegram;
 pub mod web;
 
 use crate::edge::{Channel, Health};

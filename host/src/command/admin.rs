@@ -3,14 +3,14 @@
 //! message for stderr and the documented exit code.
 
 use super::columns::{
-    ADAPTERS, APPROVALS, CHATS, DESTINATIONS, DROPPED, GROUPS, MEMBERS, ROLES, SESSIONS, TASKS,
-    TOKENS, USERS, WIRINGS,
+    ADAPTERS, APPROVALS, CHANNELS, CHATS, DESTINATIONS, DROPPED, GROUPS, MEMBERS, ROLES, SESSIONS,
+    TASKS, TOKENS, USERS, WIRINGS,
 };
 use super::table::{Table, cell, outline};
 use super::{
-    AdaptersCommand, ApprovalsCommand, ChatsCommand, Command, DestinationsCommand, DroppedCommand,
-    GroupsCommand, LimitArgs, MembersCommand, RolesCommand, SessionsCommand, TasksCommand,
-    TokensCommand, UsersCommand, WebCommand, WiringSettingsArgs, WiringsCommand,
+    AdaptersCommand, ApprovalsCommand, ChannelsCommand, ChatsCommand, Command, DestinationsCommand,
+    DroppedCommand, GroupsCommand, LimitArgs, MembersCommand, RolesCommand, SessionsCommand,
+    TasksCommand, TokensCommand, UsersCommand, WebCommand, WiringSettingsArgs, WiringsCommand,
 };
 use crate::admin::client::{self, ClientError};
 use serde_json::{Value, json};
@@ -419,6 +419,9 @@ fn request(command: &Command) -> Option<(&'static str, &'static str, Value, Rend
             TasksCommand::Cancel { id } => task_change("cancel", id),
             TasksCommand::RunNow { id } => task_change("run-now", id),
         },
+        Command::Channels(ChannelsCommand::List) => {
+            ("channels", "list", json!({}), Table(CHANNELS))
+        }
         Command::Adapters(verb) => match verb {
             AdaptersCommand::Add { name, channel_type } => (
                 "adapters",

@@ -71,6 +71,11 @@ pub const DROPPED: &[(&str, &str)] = &[
     ("COUNT", "count"),
     ("LAST SEEN", "last_seen"),
 ];
+pub const CHANNELS: &[(&str, &str)] = &[
+    ("CHANNEL", "channel_type"),
+    ("HEALTH", "health.state"),
+    ("ERROR", "health.last_error"),
+];
 pub const ADAPTERS: &[(&str, &str)] = &[
     ("NAME", "name"),
     ("CHANNEL", "channel_type"),

@@ -87,6 +87,10 @@ pub enum Command {
     /// Scheduled tasks the agents set up (schedule_task), by task id.
     #[command(subcommand, after_help = EXIT_CODES)]
     Tasks(TasksCommand),
+    /// Channel adapters (cli, web, telegram, slack, discord and out-of-process ones) and
+    /// their health.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Channels(ChannelsCommand),
     /// Out-of-process channel adapters: programs in any language that connect to
     /// data/adapters.sock with a token (docs/adapter-protocol.md).
     #[command(subcommand, after_help = EXIT_CODES)]
@@ -463,6 +467,13 @@ pub enum TasksCommand {
     /// Run a task once now (a recurring task keeps its schedule; a one-off task runs now
     /// instead of later).
     RunNow { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelsCommand {
+    /// Every adapter of the running host with its health (connected, degraded, failing with
+    /// its last error).
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,11 +6,13 @@
 //! lives only here and in the proxy: it never reaches a session file or a container.
 
 mod a2a;
+pub mod channels;
 mod model;
 mod raw;
 mod web;
 
 pub use a2a::A2aLimits;
+pub use channels::ChannelsConfig;
 pub use model::{ApiKey, ModelUpstream};
 pub use raw::{RawConfig, RawModelConfig};
 pub use web::WebConfig;
@@ -103,6 +105,8 @@ pub struct Config {
     pub approval_ttl: Duration,
     /// The HTTP server: web chat, dashboard, admin and OpenAI-compatible APIs, metrics.
     pub web: WebConfig,
+    /// The chat platforms the host connects to (Telegram, Slack, Discord).
+    pub channels: ChannelsConfig,
 }
 
 impl Config {
@@ -131,6 +135,11 @@ impl Config {
     /// names the key (the first one wrong).
     pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let model = validate_model(&raw.model)?;
+        let web = WebConfig::from_raw(
+            raw.web_listen.as_deref(),
+            raw.web_behind_https,
+            raw.web_public_url.as_deref(),
+        )?;
         let container_user = raw.container_user.as_deref().map(parse_user).transpose()?;
         let max_containers = at_least("max_containers", raw.max_containers.unwrap_or(32), 1)?;
         let cpus = raw.cpus.unwrap_or(1.0);
@@ -317,11 +326,8 @@ impl Config {
             compact_at_percent,
             a2a,
             approval_ttl: Duration::from_secs(approval_ttl_secs),
-            web: WebConfig::from_raw(
-                raw.web_listen.as_deref(),
-                raw.web_behind_https,
-                raw.web_public_url.as_deref(),
-            )?,
+            channels: ChannelsConfig::from_raw(&raw.channels, web.listen.is_some())?,
+            web,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! ([`RawConfig::from_env`]), and merged ([`RawConfig::merge`]). `Config::from_raw` validates
 //! the result.
 
+use super::channels::RawChannels;
 use super::{ConfigError, WakeMode, invalid};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,9 @@ pub struct RawConfig {
     pub web_public_url: Option<String>,
     #[serde(default)]
     pub model: RawModelConfig,
+    /// `[channels.telegram]`, `[channels.slack]`, `[channels.discord]`.
+    #[serde(default)]
+    pub channels: RawChannels,
 }
 
 /// The `[model]` table and `CRABPOT_MODEL_*` variables.
@@ -118,6 +122,7 @@ impl RawConfig {
             web_listen: over.web_listen.or(self.web_listen),
             web_behind_https: over.web_behind_https.or(self.web_behind_https),
             web_public_url: over.web_public_url.or(self.web_public_url),
+            channels: self.channels.merge(over.channels),
             model: RawModelConfig {
                 provider: over.model.provider.or(self.model.provider),
                 base_url: over.model.base_url.or(self.model.base_url),
@@ -247,6 +252,7 @@ impl RawConfig {
                 })
                 .transpose()?,
             web_public_url: text("CRABPOT_WEB_PUBLIC_URL"),
+            channels: RawChannels::from_env(&get)?,
             model: RawModelConfig {
                 provider,
                 base_url: text("CRABPOT_MODEL_BASE_URL"),

@@ -118,6 +118,7 @@ impl Delivery {
                 self.send_host_message(HostMessage {
                     to: address,
                     text: notice.text.clone(),
+                    buttons: Vec::new(),
                 })
                 .await;
             }

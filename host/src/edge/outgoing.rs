@@ -20,6 +20,9 @@ pub struct ChatAddress {
 pub struct HostMessage {
     pub to: ChatAddress,
     pub text: String,
+    /// Shortcuts for what the text asks the reader to type (`approve <id>`), shown as
+    /// buttons where the platform has them; elsewhere the text alone says what to type.
+    pub buttons: Vec<Button>,
 }
 
 /// One platform message, ready to send as it is: the bridge has already converted the text
@@ -66,11 +69,15 @@ impl Default for OutgoingMessage {
     }
 }
 
-/// One answer button of a question.
+/// One button: an answer of a question, or a host message's shortcut.
+///
+/// On a message with a `question_id`, pressing it answers that question with `answer` (the
+/// option's number, from 1): the adapter calls `ChannelContext::answer`. On a message
+/// without one (a host message), pressing it is the presser typing `answer` in that chat
+/// (such as `approve <id>`): the adapter pushes it as the presser's message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Button {
     pub label: String,
-    /// What pressing it answers (the option's number, from 1).
     pub answer: String,
 }
 

@@ -162,6 +162,7 @@ impl Router {
                 thread_id: event.thread_id.clone(),
             },
             text: answer.clone(),
+            buttons: Vec::new(),
         });
         RouteOutcome {
             decision: Some(answer),

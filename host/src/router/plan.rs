@@ -17,7 +17,7 @@ use crate::db::central::{
     self, DropRecord, EngageMode, IgnoredMessagePolicy, MessagingGroup, SenderScope, SessionMode,
     UnknownSenderPolicy, Wiring, people,
 };
-use crate::edge::{ChatAddress, HostMessage};
+use crate::edge::{Button, ChatAddress, HostMessage};
 use crate::session::SessionRef;
 use protocol::{AgentGroupId, Destination, SessionRouting};
 use rusqlite::Connection;
@@ -166,6 +166,10 @@ pub fn plan(
         &name,
         event.is_group,
     )?;
+    // A platform user becomes a crabpot user with their display name, and their direct chat
+    // their DM. Web conversations are chats with one agent group, not a person's DM.
+    let dm = (!event.is_group && event.channel_type != "web").then_some(event.platform_id.as_str());
+    people::note_sender(&tx, &event.channel_type, &event.sender, dm)?;
     let wirings = central::wirings_for_chat(&tx, &chat.id)?;
     let mut plan = Plan::default();
     if wirings.is_empty() {
@@ -475,6 +479,7 @@ pub fn approval_requests(
         "crabpot approval {}: {}\n{how}",
         approval.id, approval.summary
     );
+    let buttons = approval_buttons(tx, approval)?;
     let mut messages = Vec::new();
     for approver in &approval.approvers {
         let dms = people::dms_of(tx, approver)?;
@@ -490,8 +495,37 @@ pub fn approval_requests(
                     thread_id: None,
                 },
                 text: text.clone(),
+                buttons: buttons.clone(),
             });
         }
     }
     Ok(messages)
+}
+
+/// The most agent groups offered as buttons on a chat's registration.
+const MAX_GROUP_BUTTONS: usize = 5;
+
+/// Buttons for the replies an approval request asks for: approve (for a chat's
+/// registration, once per agent group, the first few) and deny.
+fn approval_buttons(tx: &Connection, approval: &central::Approval) -> Result<Vec<Button>, DbError> {
+    let id = &approval.id;
+    let mut buttons = match approval.kind {
+        ApprovalKind::Sender | ApprovalKind::CreateAgent => vec![Button {
+            label: "Approve".into(),
+            answer: format!("approve {id}"),
+        }],
+        ApprovalKind::Channel => central::groups::list_agent_groups(tx)?
+            .into_iter()
+            .take(MAX_GROUP_BUTTONS)
+            .map(|group| Button {
+                label: format!("Wire to {}", group.id),
+                answer: format!("approve {id} {}", group.id),
+            })
+            .collect(),
+    };
+    buttons.push(Button {
+        label: "Deny".into(),
+        answer: format!("deny {id}"),
+    });
+    Ok(buttons)
 }

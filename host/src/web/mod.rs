@@ -1,7 +1,8 @@
 //! The host's one HTTP server (axum), on `127.0.0.1:7878` by default (`web_listen`): the web
 //! chat and its assets, the admin dashboard, the admin API over HTTP (`/api/v1/...`, the same
 //! handlers as `data/crabpot.sock`), the OpenAI-compatible API (`/v1/...`, [`openai`]) and
-//! `/metrics` ([`metrics`]). Who may call what is [`auth`]'s.
+//! `/metrics` ([`metrics`]), and the platforms' webhooks under `/hooks/`. Who may call what is
+//! [`auth`]'s; a webhook checks its platform's secret or signature itself.
 //!
 //! TLS is a reverse proxy's; with `web_behind_https` the cookies are `Secure`.
 
@@ -70,9 +71,18 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serves until `shutdown`; connections still open then are closed gracefully.
-pub async fn serve(listener: TcpListener, state: WebState, shutdown: CancellationToken) {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+/// Serves until `shutdown`; connections still open then are closed gracefully. `hooks` are
+/// the routes the platform adapters serve (`/hooks/<platform>/...`, see
+/// `crate::channels::platforms`): they answer to the platform's own proof, not a session.
+pub async fn serve(
+    listener: TcpListener,
+    state: WebState,
+    hooks: axum::Router,
+    shutdown: CancellationToken,
+) {
+    let app = router(state)
+        .merge(hooks)
+        .into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -75,8 +75,15 @@ impl Channel for CliChannel {
     ) -> BoxFuture<'a, Result<String, ChannelError>> {
         Box::pin(async move {
             let mut text = message.text.clone();
-            if !message.buttons.is_empty() {
-                for button in &message.buttons {
+            // A host message's buttons are shortcuts for what its text says to type: a
+            // terminal shows the text alone.
+            let buttons: &[crate::edge::Button] = if message.question_id.is_some() {
+                &message.buttons
+            } else {
+                &[]
+            };
+            if !buttons.is_empty() {
+                for button in buttons {
                     text.push_str(&format!("\n  {}. {}", button.answer, button.label));
                 }
                 text.push_str("\n(answer with a number or your own words)");
@@ -97,7 +104,7 @@ impl Channel for CliChannel {
                 platform_id: to.platform_id.clone(),
                 thread_id: to.thread_id.clone(),
                 question_id: message.question_id.clone(),
-                options: message.buttons.iter().map(|b| b.label.clone()).collect(),
+                options: buttons.iter().map(|b| b.label.clone()).collect(),
                 replaces_draft: message.replaces_draft.clone(),
             };
             self.send_reply(to, line).await?;

@@ -6,11 +6,12 @@
 //! [`destinations`] (the name map and ACL of each agent group), [`people`] (users, roles,
 //! members, DMs, approver choice), [`approvals`], [`drops`] (dropped messages and the
 //! platform-message dedup), [`usage`], [`questions`] (questions agents asked in chats) and
-//! [`tasks`] (which session holds which scheduled task, and when sessions come due). [`adapters`] holds the out-of-process channel adapters and their token hashes. Every function takes a `&Connection`, so a caller can
+//! [`tasks`] (which session holds which scheduled task, and when sessions come due). [`adapters`] holds the out-of-process channel adapters and their token hashes; [`channel_state`] what the platform adapters keep across restarts. Every function takes a `&Connection`, so a caller can
 //! group several in one transaction; the common ones are re-exported here.
 
 pub mod adapters;
 pub mod approvals;
+pub mod channel_state;
 pub mod chats;
 pub mod destinations;
 pub mod drops;
@@ -53,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/central/007_web.sql"),
     // 008 (web conversations) stays after 007 (web users and tokens).
     include_str!("../../../migrations/central/008_web_chats.sql"),
+    include_str!("../../../migrations/central/009_channel_state.sql"),
 ];
 
 /// Opens (creating if needed) and migrates the central DB.

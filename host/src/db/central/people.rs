@@ -71,6 +71,53 @@ pub fn ensure_user(conn: &Connection, id: &str, name: Option<&str>) -> Result<()
     Ok(())
 }
 
+/// Takes note of who sent a platform message: the user `<channel>:<id>` is created with the
+/// platform's display name (or renamed to it while it still has the default name, the
+/// handle), and a direct chat becomes the user's DM on that channel when they have none, so
+/// approvals reach them there. A sender of another channel, or an id that is not a user id,
+/// is left alone.
+pub fn note_sender(
+    conn: &Connection,
+    channel_type: &str,
+    sender: &protocol::Sender,
+    dm_platform_id: Option<&str>,
+) -> Result<(), DbError> {
+    if channel_of(&sender.id) != channel_type || check_user_id(&sender.id).is_err() {
+        return Ok(());
+    }
+    let handle = sender
+        .id
+        .split_once(':')
+        .map_or(sender.id.as_str(), |(_, h)| h);
+    let name: Option<String> = sender.name.as_deref().map(|name| {
+        name.chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect::<String>()
+            .trim()
+            .to_owned()
+    });
+    let name = name.filter(|n| !n.is_empty());
+    conn.execute(
+        "INSERT INTO users (id, name, created_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE users.name = ?4 AND ?5",
+        params![
+            sender.id,
+            name.as_deref().unwrap_or(handle),
+            now_ms(),
+            handle,
+            name.is_some()
+        ],
+    )?;
+    if let Some(platform_id) = dm_platform_id.filter(|id| !id.is_empty()) {
+        conn.execute(
+            "INSERT OR IGNORE INTO user_dms (user_id, channel_type, platform_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![sender.id, channel_type, platform_id, now_ms()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Creates a user, optionally with a DM chat `(channel_type, platform_id)`.
 pub fn create_user(
     conn: &Connection,

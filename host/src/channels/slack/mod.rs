@@ -1,0 +1,46 @@
+//! Slack as a [`Channel`] (skeleton: filled in by the slack adapter's work).
+
+use super::platforms::PlatformParts;
+use crate::config::channels::SlackConfig;
+use crate::edge::{
+    BoxFuture, Capabilities, Channel, ChannelError, ChatAddress, Markup, OutgoingMessage,
+};
+use std::sync::Arc;
+
+pub const CHANNEL_TYPE: &str = "slack";
+
+pub struct SlackChannel {
+    #[expect(dead_code, reason = "skeleton")]
+    config: SlackConfig,
+    #[expect(dead_code, reason = "skeleton")]
+    parts: PlatformParts,
+}
+
+impl SlackChannel {
+    pub fn new(config: SlackConfig, parts: PlatformParts) -> Arc<Self> {
+        Arc::new(Self { config, parts })
+    }
+
+    /// The routes Slack posts to, under `/hooks/slack/`; `None` when it posts nothing.
+    pub fn hooks(self: &Arc<Self>) -> Option<axum::Router> {
+        None
+    }
+}
+
+impl Channel for SlackChannel {
+    fn channel_type(&self) -> &str {
+        CHANNEL_TYPE
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::text_only(2000, Markup::Plain)
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        _to: &'a ChatAddress,
+        _message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<String, ChannelError>> {
+        Box::pin(async { Err(ChannelError::Unsupported("deliver yet")) })
+    }
+}
