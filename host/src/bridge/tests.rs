@@ -82,7 +82,16 @@ impl Channel for Recorder {
                 .as_deref()
                 .map(|key| format!(" replacing {key}"))
                 .unwrap_or_default();
-            self.record(format!("deliver m{id}: {}{replaces}", message.text));
+            let buttons: Vec<&str> = message.buttons.iter().map(|b| b.answer.as_str()).collect();
+            let buttons = if buttons.is_empty() {
+                String::new()
+            } else {
+                format!(" buttons {buttons:?}")
+            };
+            self.record(format!(
+                "deliver m{id}: {}{replaces}{buttons}",
+                message.text
+            ));
             Ok(format!("m{id}"))
         })
     }
@@ -343,5 +352,36 @@ async fn a_turn_without_a_reply_removes_its_draft() {
     assert_eq!(
         recorder.calls().last().map(String::as_str),
         Some("draft in1: ")
+    );
+}
+
+#[tokio::test]
+async fn a_host_message_has_its_buttons_on_its_last_piece_where_there_are_buttons() {
+    let message = crate::edge::HostMessage {
+        to: address(),
+        text: "first paragraph\n\nsecond paragraph".into(),
+        buttons: vec![crate::edge::Button {
+            label: "Approve".into(),
+            answer: "approve ap-1".into(),
+        }],
+    };
+    let with_buttons = Capabilities {
+        buttons: true,
+        ..Capabilities::text_only(20, Markup::Markdown)
+    };
+    let (bridge, recorder, channel) = setup(with_buttons);
+    bridge.host_message(&channel, &message).await.unwrap();
+    assert_eq!(
+        recorder.calls(),
+        [
+            "deliver m1: first paragraph",
+            "deliver m2: second paragraph buttons [\"approve ap-1\"]"
+        ]
+    );
+    let (bridge, recorder, channel) = setup(Capabilities::text_only(1000, Markup::Markdown));
+    bridge.host_message(&channel, &message).await.unwrap();
+    assert_eq!(
+        recorder.calls(),
+        ["deliver m1: first paragraph\n\nsecond paragraph"]
     );
 }

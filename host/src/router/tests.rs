@@ -645,6 +645,22 @@ fn approval_requests_reach_the_approver_dm_and_record_what_they_are_for() {
         note.text.contains(&plan.held[0]) && note.text.contains("cli:sam"),
         "{note:?}"
     );
+    // Where the platform has buttons, they are the replies the text asks for.
+    let answers: Vec<&str> = note.buttons.iter().map(|b| b.answer.as_str()).collect();
+    assert_eq!(
+        answers,
+        [
+            format!("approve {}", plan.held[0]),
+            format!("deny {}", plan.held[0])
+        ]
+    );
+    // The sender is now a user, with their display name; a group chat is nobody's DM.
+    assert_eq!(central::people::user(&conn, "cli:sam").unwrap().name, "Sam");
+    assert!(
+        central::people::dms_of(&conn, "cli:sam")
+            .unwrap()
+            .is_empty()
+    );
     let approval = central::approvals::approval(&conn, &plan.held[0]).unwrap();
     assert_eq!(approval.approvers, ["cli:olivia"]);
     assert_eq!(

@@ -480,4 +480,44 @@ mod tests {
         assert!(!is_known(&conn, "cli:ada", &main).unwrap());
         assert!(check_user_id("nocolon").is_err());
     }
+
+    #[test]
+    fn a_platform_sender_becomes_a_user_with_a_name_and_a_dm() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("c.db")).unwrap();
+        let sender = |id: &str, name: Option<&str>| protocol::Sender {
+            id: id.into(),
+            name: name.map(str::to_owned),
+        };
+        note_sender(&conn, "telegram", &sender("telegram:42", None), None).unwrap();
+        assert_eq!(user(&conn, "telegram:42").unwrap().name, "42");
+        // The platform's display name replaces the default, and a DM is recorded once.
+        note_sender(
+            &conn,
+            "telegram",
+            &sender("telegram:42", Some("Ada\u{7} Lovelace")),
+            Some("42"),
+        )
+        .unwrap();
+        assert_eq!(user(&conn, "telegram:42").unwrap().name, "Ada Lovelace");
+        note_sender(
+            &conn,
+            "telegram",
+            &sender("telegram:42", Some("Ada")),
+            Some("99"),
+        )
+        .unwrap();
+        assert_eq!(
+            dms_of(&conn, "telegram:42").unwrap(),
+            [("telegram".into(), "42".into())]
+        );
+        // A name the operator chose is kept.
+        create_user(&conn, "slack:U1", Some("Grace (ops)"), None).unwrap();
+        note_sender(&conn, "slack", &sender("slack:U1", Some("grace")), None).unwrap();
+        assert_eq!(user(&conn, "slack:U1").unwrap().name, "Grace (ops)");
+        // A sender of another channel, or not a user id, is left alone.
+        note_sender(&conn, "slack", &sender("telegram:7", Some("x")), None).unwrap();
+        note_sender(&conn, "slack", &sender("slack:", Some("x")), None).unwrap();
+        assert!(user(&conn, "telegram:7").is_err());
+    }
 }
