@@ -147,7 +147,10 @@ impl FakeServer {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        // Bound with std, not `block_on`, so a fake can be started from inside a test's
+        // runtime; it becomes tokio's on the fake's own thread.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let handle = runtime.handle().clone();
         let shutdown = CancellationToken::new();
@@ -158,6 +161,9 @@ impl FakeServer {
                 // Not a graceful shutdown: a host's long poll would hold it open. Dropping
                 // the runtime at the end of the thread drops every connection.
                 runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
                     tokio::select! {
                         _ = axum::serve(listener, app) => {}
                         _ = stop.cancelled() => {}

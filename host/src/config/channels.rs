@@ -353,9 +353,12 @@ mod tests {
         assert!(on.slack.is_none());
     }
 
+    /// The variables set, whether the web server is on, and the key the error must name.
+    type Case<'a> = (&'a [(&'a str, &'a str)], bool, &'a str);
+
     #[test]
     fn bad_settings_name_their_key() {
-        let cases: &[(&[(&str, &str)], bool, &str)] = &[
+        let cases: &[Case<'_>] = &[
             (
                 &[("CRABPOT_SLACK_BOT_TOKEN", "xoxb-1")],
                 true,
