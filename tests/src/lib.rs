@@ -23,6 +23,7 @@ pub mod crash;
 pub mod docker;
 pub mod fake_model;
 pub mod fake_platform;
+pub mod fake_slack;
 pub mod fake_telegram;
 pub mod host_process;
 pub mod http_client;
