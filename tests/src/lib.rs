@@ -21,6 +21,7 @@ pub mod bench;
 pub mod browser;
 pub mod crash;
 pub mod docker;
+pub mod fake_discord;
 pub mod fake_model;
 pub mod fake_platform;
 pub mod fake_slack;
