@@ -276,6 +276,11 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         &channels,
     );
     let bridge = Bridge::new(Arc::clone(&channels));
+    let (draft_log, found_drafts) =
+        crate::delivery::drafts::CentralDrafts::load(Arc::clone(&central))
+            .await
+            .context("reading the drafts an earlier run left")?;
+    bridge.streams().remember(draft_log, found_drafts);
     let delivery_interval = match config.wake_mode {
         crate::config::WakeMode::Events => config.sweep_interval,
         crate::config::WakeMode::Poll => Duration::from_secs(1),

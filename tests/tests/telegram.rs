@@ -9,7 +9,8 @@
 //!   sender in a group is held, the owner gets the request in their DM with buttons and
 //!   approving by button answers the held message;
 //! - a host stopped mid-conversation, or killed, loses and repeats nothing (the offset is
-//!   stored only after each update is durable);
+//!   stored only after each update is durable); a host killed while a reply streams edits
+//!   the draft's message into the reply after its restart, so the turn is still one message;
 //! - in webhook mode, `setWebhook` registers the web server's URL with the secret, a post
 //!   without the secret is refused and the same update posted twice is taken once;
 //! - a refused token fails only the Telegram adapter (`crabpot channels list`), and the cli
@@ -413,6 +414,71 @@ async fn a_stopped_or_crashed_host_loses_and_repeats_nothing() {
         )
         .unwrap();
     assert_eq!(rows, 1, "stored once after the crash");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_mid_reply_still_ends_as_one_message() {
+    if !require_docker("a_crash_mid_reply_still_ends_as_one_message").await {
+        return;
+    }
+    let fake = FakeModel::start().unwrap();
+    let telegram = FakeTelegram::start(TOKEN).unwrap();
+    let mut host = start_host(&fake, &telegram, TOKEN).await;
+    let ann = TgUser::new(6501, "Ann", None);
+    wire(&host, &ann.dm(), &[]).await;
+    telegram.send(&ann.dm(), &ann, Say::text("warm up"));
+    sent_containing(&telegram, ann.id, "warm up").await;
+    let before = telegram.sent_to(ann.id).len();
+
+    // A reply streams slowly; once its draft shows (and is written down), the host is killed.
+    let slow = "Stone by stone the crab builds its pot, and it does not hurry at all, not ever.";
+    fake.push(Reply::text(slow).streamed_slowly(3, Duration::from_millis(300)));
+    telegram.send(&ann.dm(), &ann, Say::text("tell me slowly"));
+    let draft = telegram
+        .wait_sent("the draft of the reply", TURN, |sent| {
+            sent.iter()
+                .find(|s| s.chat_id == ann.id && s.text.starts_with("Stone"))
+                .cloned()
+        })
+        .await
+        .unwrap();
+    support::eventually("the draft written down", TURN, || {
+        let n: i64 = central(&host)
+            .query_row("SELECT count(*) FROM live_drafts", [], |r| r.get(0))
+            .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    host.kill().unwrap();
+    // The runner's model call broke with the host's proxy; it asks again once it is back.
+    let whole = "The whole answer, after the restart.";
+    fake.push(Reply::text(whole));
+    host.restart().await.unwrap();
+
+    // The draft's own message becomes the reply: nothing left behind, nothing twice.
+    let reply = telegram
+        .wait_sent("the reply in the draft's message", TURN, |sent| {
+            sent.iter()
+                .find(|s| s.chat_id == ann.id && s.text == whole)
+                .cloned()
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.message_id, draft.message_id, "{reply:?}");
+    let shown: Vec<_> = telegram
+        .sent_to(ann.id)
+        .into_iter()
+        .skip(before)
+        .filter(|s| !s.deleted)
+        .collect();
+    assert_eq!(shown.len(), 1, "one message for the turn: {shown:#?}");
+    support::eventually("the draft forgotten", TURN, || {
+        let n: i64 = central(&host)
+            .query_row("SELECT count(*) FROM live_drafts", [], |r| r.get(0))
+            .unwrap();
+        (n == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,9 @@
 //!   platform's retry-after holds back that scope, and a rate-limited call is tried again;
 //! - [`live`]: drafts of a reply being written are shown as they grow (natively, or as one
 //!   message edited in place at the platform's edit rate) with a typing indicator before,
-//!   and the final reply takes the draft's place, so a reply is always exactly one message.
+//!   and the final reply takes the draft's place, so a reply is always exactly one message;
+//! - [`remembered`]: a draft shown as a platform message is written down, so a host that
+//!   restarts mid-reply edits that message into the reply instead of leaving it behind.
 //!
 //! A row split in pieces remembers which pieces went out, so a retry after a failed piece
 //! does not send the earlier ones twice.
@@ -19,6 +21,7 @@ pub mod degrade;
 pub mod live;
 pub mod markup;
 pub mod rate;
+pub mod remembered;
 pub mod split;
 #[cfg(test)]
 mod tests;
@@ -123,7 +126,9 @@ impl Bridge {
                 // A reply to the origin takes the place of its turn's draft.
                 let taken = match (row.content, row.in_reply_to) {
                     (OutboundContent::Message(_), Some(key)) => {
-                        self.streams.take(row.session, key.as_str()).await
+                        self.streams
+                            .take(row.session, key.as_str(), row.address)
+                            .await
                     }
                     _ => None,
                 };

@@ -1,6 +1,7 @@
 //! The bridge against a recording adapter: rates and retry-after, long rows in pieces that
 //! are not sent twice on a retry, and live drafts that end as exactly one message.
 
+use super::remembered::{DraftLog, ShownDraft};
 use super::*;
 use crate::edge::{Capabilities, Draft, Markup, Rate, RateLimits};
 use protocol::MessageContent;
@@ -383,5 +384,128 @@ async fn a_host_message_has_its_buttons_on_its_last_piece_where_there_are_button
     assert_eq!(
         recorder.calls(),
         ["deliver m1: first paragraph\n\nsecond paragraph"]
+    );
+}
+
+/// Drafts written down, as the central DB keeps them in the daemon.
+#[derive(Default)]
+struct MemoryLog {
+    shown: Mutex<Vec<ShownDraft>>,
+    gone: Mutex<Vec<String>>,
+}
+
+impl DraftLog for MemoryLog {
+    fn shown(&self, draft: ShownDraft) -> crate::edge::BoxFuture<'_, ()> {
+        self.shown.lock().unwrap().push(draft);
+        Box::pin(async {})
+    }
+
+    fn gone(&self, _session: SessionId, key: String) -> crate::edge::BoxFuture<'_, ()> {
+        self.gone.lock().unwrap().push(key);
+        Box::pin(async {})
+    }
+}
+
+/// A bridge as a restarted host has it: the drafts the earlier run wrote down are taken up.
+fn restarted(
+    capabilities: Capabilities,
+    found: &[ShownDraft],
+) -> (Arc<Bridge>, Arc<Recorder>, Arc<dyn Channel>, Arc<MemoryLog>) {
+    let (bridge, recorder, channel) = setup(capabilities);
+    let log = Arc::new(MemoryLog::default());
+    bridge.streams().remember(log.clone(), found.to_vec());
+    (bridge, recorder, channel, log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_the_draft_an_earlier_run_showed_is_edited_not_left_behind() {
+    let capabilities = Capabilities {
+        edits: true,
+        min_edit_interval: Duration::from_secs(1),
+        ..Capabilities::text_only(1000, Markup::Markdown)
+    };
+    let session = SessionId::new("s1");
+    // The first run shows a draft, writes its message down, and dies.
+    let (bridge, recorder, _channel, log) = restarted(capabilities, &[]);
+    bridge
+        .streams()
+        .begin(&session, "in1", async { Some(address()) });
+    bridge.streams().append(&session, "in1", 0, "Hal").unwrap();
+    call_like(&recorder, "deliver m1: Hal").await;
+    let found = log.shown.lock().unwrap().clone();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].key.as_str(), found[0].platform_id.as_str()),
+        ("in1", "m1")
+    );
+
+    // The reply the next run sends edits that message.
+    let (bridge, recorder, channel, log) = restarted(capabilities, &found);
+    let sent = send_text(
+        &bridge,
+        &channel,
+        "r1",
+        "Hello",
+        Some(&MessageId::new("in1")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, "m1");
+    assert_eq!(recorder.calls(), ["edit m1: Hello"]);
+    assert_eq!(*log.gone.lock().unwrap(), ["in1"]);
+
+    // Drafts the next run shows for the same turn go on in that message.
+    let (bridge, recorder, _channel, _log) = restarted(capabilities, &found);
+    bridge
+        .streams()
+        .begin(&session, "in1", async { Some(address()) });
+    bridge
+        .streams()
+        .append(&session, "in1", 0, "Hello")
+        .unwrap();
+    call_like(&recorder, "edit m1: Hello").await;
+    assert!(!recorder.calls().iter().any(|c| c.starts_with("deliver")));
+
+    // A turn that ends without a reply, or a new turn of the session, takes it away.
+    let (bridge, recorder, _channel, log) = restarted(capabilities, &found);
+    bridge
+        .streams()
+        .finish(&session, &[MessageId::new("in1")])
+        .await;
+    assert_eq!(
+        recorder.calls(),
+        [format!("edit m1: {}", live::PLACEHOLDER)]
+    );
+    assert_eq!(*log.gone.lock().unwrap(), ["in1"]);
+    let (bridge, recorder, _channel, _log) = restarted(capabilities, &found);
+    bridge
+        .streams()
+        .begin(&session, "in2", async { Some(address()) });
+    call_like(&recorder, "edit m1: ").await;
+
+    // A reply to another chat does not edit it: the draft is taken away, the reply is new.
+    let elsewhere = ShownDraft {
+        address: ChatAddress {
+            platform_id: "c2".into(),
+            ..address()
+        },
+        ..found[0].clone()
+    };
+    let (bridge, recorder, channel, _log) = restarted(capabilities, &[elsewhere]);
+    send_text(
+        &bridge,
+        &channel,
+        "r1",
+        "Hello",
+        Some(&MessageId::new("in1")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        recorder.calls(),
+        [
+            format!("edit m1: {}", live::PLACEHOLDER),
+            "deliver m1: Hello".into()
+        ]
     );
 }

@@ -38,6 +38,7 @@ mod actions;
 mod bookkeeping;
 mod chat;
 mod dispatch;
+pub mod drafts;
 pub mod limits;
 pub mod live;
 mod notices;

@@ -6,7 +6,7 @@
 //! [`destinations`] (the name map and ACL of each agent group), [`people`] (users, roles,
 //! members, DMs, approver choice), [`approvals`], [`drops`] (dropped messages and the
 //! platform-message dedup), [`usage`], [`questions`] (questions agents asked in chats) and
-//! [`tasks`] (which session holds which scheduled task, and when sessions come due). [`adapters`] holds the out-of-process channel adapters and their token hashes; [`channel_state`] what the platform adapters keep across restarts. Every function takes a `&Connection`, so a caller can
+//! [`tasks`] (which session holds which scheduled task, and when sessions come due). [`adapters`] holds the out-of-process channel adapters and their token hashes; [`channel_state`] what the platform adapters keep across restarts; [`live_drafts`] the drafts shown as platform messages. Every function takes a `&Connection`, so a caller can
 //! group several in one transaction; the common ones are re-exported here.
 
 pub mod adapters;
@@ -16,6 +16,7 @@ pub mod chats;
 pub mod destinations;
 pub mod drops;
 pub mod groups;
+pub mod live_drafts;
 pub mod people;
 pub mod questions;
 pub mod sessions;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     // 008 (web conversations) stays after 007 (web users and tokens).
     include_str!("../../../migrations/central/008_web_chats.sql"),
     include_str!("../../../migrations/central/009_channel_state.sql"),
+    include_str!("../../../migrations/central/010_live_drafts.sql"),
 ];
 
 /// Opens (creating if needed) and migrates the central DB.

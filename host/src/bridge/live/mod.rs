@@ -15,13 +15,19 @@
 //! flight is waited for, and the reply replaces the draft in place (an edit of the draft's
 //! message, or a native reply naming the draft). A turn that ends without a reply to take
 //! its place ([`Streams::finish`]) has its draft removed. Drafts are latest-wins, so a fast
-//! writer costs the platform its edit rate and no more.
+//! writer costs the platform its edit rate and no more. A draft shown as a platform message is
+//! written down ([`super::remembered`]), so after a host restart the turn's next draft or its
+//! reply edits that same message.
+
+mod removal;
 
 use super::markup;
 use super::rate::RateLimiter;
+use super::remembered::{DraftLog, Remembered, ShownDraft};
 use crate::channels::Channels;
 use crate::edge::{Channel, ChatAddress, Draft, OutgoingMessage};
 use protocol::{MessageId, Seq, SessionId};
+use removal::clear_typing;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -59,10 +65,12 @@ pub struct Streams {
     channels: Arc<Channels>,
     limiter: Arc<RateLimiter>,
     by_session: Mutex<HashMap<SessionId, Arc<Stream>>>,
+    remembered: Remembered,
 }
 
 /// One reply being written.
 pub struct Stream {
+    session: SessionId,
     key: String,
     state: Mutex<State>,
     wake: Notify,
@@ -94,6 +102,9 @@ struct Shown {
     typing: bool,
     /// Where the driver sends, once the origin is known.
     target: Option<(ChatAddress, Arc<dyn Channel>)>,
+    /// Where the draft's message of an earlier run of the host shows (`platform_id` is
+    /// that message), until the driver knows the origin is the same chat.
+    found_in: Option<ChatAddress>,
 }
 
 impl Streams {
@@ -102,7 +113,14 @@ impl Streams {
             channels,
             limiter,
             by_session: Mutex::new(HashMap::new()),
+            remembered: Remembered::default(),
         })
+    }
+
+    /// Writes drafts shown as platform messages down in `log` from now on, and takes up
+    /// `found`, the drafts an earlier run of the host left.
+    pub fn remember(&self, log: Arc<dyn DraftLog>, found: Vec<ShownDraft>) {
+        self.remembered.adopt(log, found);
     }
 
     fn get(&self, session: &SessionId) -> Option<Arc<Stream>> {
@@ -124,6 +142,7 @@ impl Streams {
             return;
         }
         let stream = Arc::new(Stream {
+            session: session.clone(),
             key: key.to_owned(),
             state: Mutex::new(State::default()),
             wake: Notify::new(),
@@ -134,10 +153,20 @@ impl Streams {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(session.clone(), Arc::clone(&stream));
+        let (found, over) = self.remembered.take_session(session, key);
         let streams = Arc::clone(self);
         tokio::spawn(async move {
             if let Some(old) = old {
                 streams.remove_draft(&old).await;
+            }
+            for draft in over {
+                streams.remove_found(draft).await;
+            }
+            if let Some(found) = found {
+                let mut shown = stream.io.lock().await;
+                shown.platform_id = Some(found.platform_id);
+                shown.visible = true;
+                shown.found_in = Some(found.address);
             }
             streams.drive(stream, origin).await;
         });
@@ -188,9 +217,9 @@ impl Streams {
         Ok(())
     }
 
-    /// The final reply to `key` is about to be sent: stops the draft, waits for a platform
-    /// call of it in flight, and says what the reply replaces.
-    pub async fn take(&self, session: &SessionId, key: &str) -> Option<Taken> {
+    /// The final reply to `key`, going to `to`, is about to be sent: stops the draft, waits
+    /// for a platform call of it in flight, and says what the reply replaces.
+    pub async fn take(&self, session: &SessionId, key: &str, to: &ChatAddress) -> Option<Taken> {
         let stream = {
             let mut by_session = self
                 .by_session
@@ -200,9 +229,25 @@ impl Streams {
                 Some(stream) if stream.key == key => by_session.remove(session),
                 _ => None,
             }
-        }?;
+        };
+        let Some(stream) = stream else {
+            // A draft an earlier run of the host showed in this chat: the reply edits it.
+            let found = self.remembered.take(session, key)?;
+            if found.address != *to {
+                self.remove_found(found).await;
+                return None;
+            }
+            self.remembered.gone(session, key).await;
+            return Some(Taken::Edited {
+                platform_id: found.platform_id,
+                not_before: Instant::now(),
+            });
+        };
         stream.stop();
         let mut shown = stream.io.lock().await;
+        if shown.platform_id.is_some() {
+            self.remembered.gone(session, key).await;
+        }
         let taken = match (&shown.platform_id, &shown.target) {
             (Some(platform_id), Some((_, channel))) => Some(Taken::Edited {
                 platform_id: platform_id.clone(),
@@ -239,42 +284,10 @@ impl Streams {
         if let Some(stream) = stream {
             self.remove_draft(&stream).await;
         }
-    }
-
-    /// Stops a stream and takes what it showed off the chat.
-    async fn remove_draft(&self, stream: &Stream) {
-        stream.stop();
-        let mut shown = stream.io.lock().await;
-        clear_typing(&mut shown).await;
-        let Some((address, channel)) = shown.target.clone() else {
-            return;
-        };
-        let capabilities = channel.capabilities();
-        let removed = if let Some(platform_id) = shown.platform_id.take() {
-            self.limiter.acquire(&address, &capabilities.rate).await;
-            if capabilities.deletes {
-                channel.delete(&address, &platform_id).await
-            } else {
-                let message = OutgoingMessage {
-                    id: MessageId::new(format!("draft-{}", stream.key)),
-                    seq: Seq(-1),
-                    text: PLACEHOLDER.to_owned(),
-                    ..OutgoingMessage::default()
-                };
-                channel.edit(&address, &platform_id, &message).await
+        for id in finished {
+            if let Some(found) = self.remembered.take(session, id.as_str()) {
+                self.remove_found(found).await;
             }
-        } else if shown.visible && capabilities.live_drafts {
-            let draft = Draft {
-                key: stream.key.clone(),
-                text: String::new(),
-                appended: None,
-            };
-            channel.draft(&address, &draft).await
-        } else {
-            Ok(())
-        };
-        if let Err(e) = removed {
-            tracing::debug!(error = %e, "removing a draft failed");
         }
     }
 
@@ -301,6 +314,21 @@ impl Streams {
                 return;
             }
             shown.target = Some((address.clone(), Arc::clone(&channel)));
+            if let Some(found_in) = shown.found_in.take()
+                && found_in != address
+            {
+                // The turn's reply goes elsewhere now: its old draft is removed, not reused.
+                if let Some(platform_id) = shown.platform_id.take() {
+                    shown.visible = false;
+                    let found = ShownDraft {
+                        session: stream.session.clone(),
+                        key: stream.key.clone(),
+                        address: found_in,
+                        platform_id,
+                    };
+                    self.remove_found(found).await;
+                }
+            }
             if let Some(every) = capabilities.typing_renew {
                 if channel.set_typing(&address, true).await.is_ok() {
                     shown.typing = true;
@@ -410,9 +438,21 @@ impl Streams {
         self.limiter.acquire(address, &capabilities.rate).await;
         let result = match &shown.platform_id {
             Some(platform_id) => channel.edit(address, platform_id, &message).await,
-            None => channel.deliver(address, &message).await.map(|platform_id| {
-                shown.platform_id = Some(platform_id);
-            }),
+            None => match channel.deliver(address, &message).await {
+                Ok(platform_id) => {
+                    shown.platform_id = Some(platform_id.clone());
+                    self.remembered
+                        .shown(ShownDraft {
+                            session: stream.session.clone(),
+                            key: stream.key.clone(),
+                            address: address.clone(),
+                            platform_id,
+                        })
+                        .await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
         };
         match result {
             Ok(()) => {
@@ -445,15 +485,6 @@ impl Stream {
     fn snapshot(&self) -> (u64, String, bool) {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         (state.version, state.text.clone(), state.done)
-    }
-}
-
-async fn clear_typing(shown: &mut Shown) {
-    if shown.typing {
-        shown.typing = false;
-        if let Some((address, channel)) = &shown.target {
-            let _ = channel.set_typing(address, false).await;
-        }
     }
 }
 
