@@ -21,7 +21,7 @@ default_seconds() {
     *) echo 120 ;;
   esac
 }
-targets="${FUZZ_TARGETS:-outbound_reader outbound_content cli_line proxy_request admin_request live_event}"
+targets="${FUZZ_TARGETS:-outbound_reader outbound_content cli_line proxy_request admin_request live_event platform_event}"
 target_dir="${FUZZ_TARGET_DIR:-/var/tmp/crabpot-fuzz-target}"
 work_dir="${FUZZ_WORK_DIR:-/var/tmp/crabpot-fuzz}"
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"

@@ -54,13 +54,14 @@ impl From<rusqlite::Error> for SeedError {
 
 /// Writes every target's seeds under `dir`; returns how many each got.
 pub fn write_all(dir: &Path) -> Result<Vec<(&'static str, usize)>, SeedError> {
-    let all: [(&'static str, Vec<Vec<u8>>); 6] = [
+    let all: [(&'static str, Vec<Vec<u8>>); 7] = [
         ("outbound_reader", outbound_files()?),
         ("outbound_content", to_bytes(outbound_contents())),
         ("cli_line", to_bytes(cli_lines())),
         ("proxy_request", to_bytes(proxy_requests())),
         ("admin_request", to_bytes(admin_bodies())),
         ("live_event", to_bytes(live_events())),
+        ("platform_event", to_bytes(platform_events())),
     ];
     let mut written = Vec::new();
     for (target, seeds) in all {
@@ -72,6 +73,26 @@ pub fn write_all(dir: &Path) -> Result<Vec<(&'static str, usize)>, SeedError> {
         written.push((target, seeds.len()));
     }
     Ok(written)
+}
+
+/// What the platforms send: Telegram updates, Slack bodies and events, Discord payloads,
+/// and button data.
+fn platform_events() -> Vec<String> {
+    vec![
+        r#"{"update_id":100,"message":{"message_id":7,"date":1,"chat":{"id":42,"type":"private","first_name":"Ann"},"from":{"id":42,"is_bot":false,"first_name":"Ann","last_name":"Lee"},"text":"hello"}}"#.into(),
+        r#"{"update_id":101,"message":{"message_id":8,"date":1,"message_thread_id":3,"is_topic_message":true,"chat":{"id":-1007,"type":"supergroup","title":"Room","is_forum":true},"from":{"id":43,"is_bot":false,"first_name":"Bob"},"text":"@crabbot hi é","entities":[{"type":"mention","offset":0,"length":8}]}}"#.into(),
+        r#"{"update_id":102,"message":{"message_id":9,"date":1,"chat":{"id":-5,"type":"group","title":"G"},"from":{"id":44,"is_bot":false,"first_name":"C"},"caption":"doc","document":{"file_id":"F1","file_unique_id":"U1","file_name":"../a.txt","file_size":3},"reply_to_message":{"message_id":2,"date":1,"chat":{"id":-5,"type":"group"},"from":{"id":4242,"is_bot":true,"first_name":"crab"}}}}"#.into(),
+        r#"{"update_id":103,"callback_query":{"id":"cb1","from":{"id":42,"is_bot":false,"first_name":"Ann"},"message":{"message_id":7,"date":1,"chat":{"id":42,"type":"private"}},"data":"q:2|q-abc"}}"#.into(),
+        r#"{"token":"x","team_id":"T1","api_app_id":"A1","type":"event_callback","event_id":"Ev1","event_time":1,"event":{"type":"message","channel":"D1","channel_type":"im","user":"U1","text":"hi <@UBOT>","ts":"1.000100"}}"#.into(),
+        r#"{"type":"app_mention","channel":"C1","user":"U2","text":"<@UBOT|crab> look","ts":"2.0","thread_ts":"1.0","files":[{"id":"F1","name":"a.png","size":4,"url_private_download":"https://files.slack.com/x"}]}"#.into(),
+        r#"{"type":"url_verification","challenge":"abc","token":"t"}"#.into(),
+        r#"{"id":"11","channel_id":"22","guild_id":"33","author":{"id":"44","username":"ann","global_name":"Ann"},"member":{"nick":"A"},"content":"<@4242> hi","mentions":[{"id":"4242","username":"crab"}],"attachments":[{"id":"1","filename":"a.txt","size":3,"url":"https://cdn.discordapp.com/a.txt"}],"type":0}"#.into(),
+        r#"{"id":"12","channel_id":"23","author":{"id":"45","username":"bob"},"content":"dm","type":0}"#.into(),
+        r#"{"id":"99","type":3,"token":"tok","channel_id":"22","member":{"user":{"id":"44","username":"ann"}},"data":{"custom_id":"q:q-9:2","component_type":2},"message":{"id":"11","channel_id":"22"}}"#.into(),
+        "t:approve ap-1".into(),
+        "k:0123456789abcdef0123456789abcdef".into(),
+        "<@UBOT".into(),
+    ]
 }
 
 /// Bodies of `POST /crabpot/v1/live`: each event, and the edges of the caps.
