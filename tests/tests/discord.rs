@@ -21,12 +21,12 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use support::{TURN, after_tool_call, cli_json, cli_ok, eventually, read_only, tool_result};
+use support::{TURN, cli_json, cli_ok, eventually, read_only};
 use tests::docker::require_docker;
 use tests::fake_discord::{FakeDiscord, FakeMessage, Person};
-use tests::fake_model::{FakeModel, Reply, echo_reply};
+use tests::fake_model::{FakeModel, Reply};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
 
 const DM: &str = "300000000000000001";
@@ -124,20 +124,6 @@ fn all_delivered(session: &Path) -> bool {
         )
         .unwrap_or(-2);
     written == delivered
-}
-
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = find_file(&path, name) {
-                return Some(found);
-            }
-        } else if path.file_name().is_some_and(|file| file == name) {
-            return Some(path);
-        }
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -357,16 +343,7 @@ async fn discord_buttons_files_and_rate_limits() {
         return;
     }
     let model = FakeModel::start().unwrap();
-    model.set_default_reply_fn(|request| {
-        if after_tool_call(request) {
-            Reply::text(format!(
-                "tool said: {}",
-                tool_result(request).unwrap_or_default()
-            ))
-        } else {
-            echo_reply(request)
-        }
-    });
+    support::echo_or_tool_result(&model);
     let discord = FakeDiscord::start().unwrap();
     let host = start_host(&model, &discord).await;
     discord.wait_connected(true, CONNECT).await.unwrap();
@@ -506,7 +483,7 @@ async fn discord_buttons_files_and_rate_limits() {
         .group_session_dirs("main")
         .unwrap()
         .iter()
-        .find_map(|session| find_file(&session.join("in/inbox"), "pot-notes.txt"))
+        .find_map(|session| support::find_file(&session.join("in/inbox"), "pot-notes.txt"))
         .expect("the file is in the DM session's inbox");
     assert_eq!(std::fs::read(found).unwrap(), b"three stones\n");
     assert!(
@@ -592,18 +569,7 @@ async fn a_refused_discord_token_fails_only_the_adapter() {
     )
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + CONNECT;
-    let health = loop {
-        let health = discord_health(&cli_json(&host, &["channels", "list"]).await);
-        if health["state"] == "failing" {
-            break health;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the adapter is never failing: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let health = support::wait_channel_health(&host, "discord", "failing", CONNECT).await;
     let error = health["last_error"].as_str().unwrap();
     assert!(error.contains("CRABPOT_DISCORD_BOT_TOKEN"), "{error}");
     assert!(
@@ -635,18 +601,7 @@ async fn a_token_the_gateway_refuses_fails_the_adapter() {
     )
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + CONNECT;
-    let health = loop {
-        let health = discord_health(&cli_json(&host, &["channels", "list"]).await);
-        if health["state"] == "failing" {
-            break health;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the adapter is never failing: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let health = support::wait_channel_health(&host, "discord", "failing", CONNECT).await;
     let error = health["last_error"].as_str().unwrap();
     assert!(
         error.contains("4004") && error.contains("CRABPOT_DISCORD_BOT_TOKEN"),

@@ -14,9 +14,8 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::{after_tool_call, tool_result};
 use tests::docker::require_docker;
-use tests::fake_model::{FakeModel, Reply, echo_reply};
+use tests::fake_model::{FakeModel, Reply};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
 use tests::http_client::{HttpResponse, send_tcp};
 
@@ -437,16 +436,7 @@ async fn a_question_shows_its_options_and_the_browser_answers_it() {
         return;
     }
     let fake = FakeModel::start().unwrap();
-    fake.set_default_reply_fn(|request| {
-        if after_tool_call(request) {
-            Reply::text(format!(
-                "tool said: {}",
-                tool_result(request).unwrap_or_default()
-            ))
-        } else {
-            echo_reply(request)
-        }
-    });
+    support::echo_or_tool_result(&fake);
     fake.push(Reply::tool_call(
         "ask_user_question",
         serde_json::json!({"question": "Which colour for the pot?", "options": ["red", "green"], "timeout_seconds": 120}),
@@ -642,16 +632,7 @@ async fn an_api_client_answers_the_agents_question_with_its_next_message() {
         return;
     }
     let fake = FakeModel::start().unwrap();
-    fake.set_default_reply_fn(|request| {
-        if after_tool_call(request) {
-            Reply::text(format!(
-                "tool said: {}",
-                tool_result(request).unwrap_or_default()
-            ))
-        } else {
-            echo_reply(request)
-        }
-    });
+    support::echo_or_tool_result(&fake);
     fake.push(Reply::tool_call(
         "ask_user_question",
         serde_json::json!({"question": "Which colour for the pot?", "options": ["red", "green"], "timeout_seconds": 120}),

@@ -22,9 +22,9 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{TURN, after_tool_call, cli_json, cli_ok, tool_result};
+use support::{TURN, cli_ok};
 use tests::docker::require_docker;
-use tests::fake_model::{FakeModel, Reply, echo_reply};
+use tests::fake_model::{FakeModel, Reply};
 use tests::fake_slack::outbound::{
     Signing, app_mention_event, block_actions, event_callback, message_event, now, post_event,
     post_interaction,
@@ -37,6 +37,8 @@ const TEAM: &str = "C0TEAM";
 const ANN: &str = "U0ANN";
 const KIM: &str = "U0KIM";
 const ROOM: &str = "C0ROOM";
+/// How long the adapter may take to connect, or to fail.
+const CONNECT_HEALTH: Duration = Duration::from_secs(30);
 const SAM: &str = "U0SAM";
 
 /// A host with Slack on against `slack`: Events API (signing secret) or Socket Mode.
@@ -50,37 +52,6 @@ async fn start_host(model: &FakeModel, slack: &FakeSlack, socket_mode: bool) -> 
         options.env("CRABPOT_SLACK_SIGNING_SECRET", SIGNING_SECRET)
     };
     HostProcess::start(options).await.unwrap()
-}
-
-/// The Slack adapter's health in `crabpot channels list --json`.
-fn slack_health(listing: &Value) -> Option<Value> {
-    match listing {
-        Value::Object(map) if map.get("channel_type") == Some(&json!("slack")) => {
-            map.get("health").cloned()
-        }
-        Value::Object(map) => map.values().find_map(slack_health),
-        Value::Array(items) => items.iter().find_map(slack_health),
-        _ => None,
-    }
-}
-
-/// Waits until the adapter says `state` (`connected`, `failing`); returns its health.
-async fn wait_health(host: &HostProcess, state: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let listing = cli_json(host, &["channels", "list"]).await;
-        if let Some(health) = slack_health(&listing)
-            && health["state"] == state
-        {
-            return health;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "slack never became {state}: {listing}\n{}",
-            host.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Registers the DM and the team channel (public: anyone may talk) and wires them to main.
@@ -183,22 +154,13 @@ async fn slack_events_api_end_to_end() {
         return;
     }
     let model = FakeModel::start().unwrap();
-    model.set_default_reply_fn(|request| {
-        if after_tool_call(request) {
-            Reply::text(format!(
-                "tool said: {}",
-                tool_result(request).unwrap_or_default()
-            ))
-        } else {
-            echo_reply(request)
-        }
-    });
+    support::echo_or_tool_result(&model);
     let slack = FakeSlack::start().unwrap();
     slack.add_user(ANN, "Ann");
     slack.add_user(KIM, "Kim");
     let mut host = start_host(&model, &slack, false).await;
     wire_chats(&host).await;
-    wait_health(&host, "connected").await;
+    support::wait_channel_health(&host, "slack", "connected", CONNECT_HEALTH).await;
 
     // A forged signature and a stale timestamp are refused and store nothing.
     let forged = event_callback(
@@ -425,7 +387,7 @@ async fn slack_events_api_end_to_end() {
         .group_session_dirs("main")
         .unwrap()
         .iter()
-        .find_map(|session| find_file(&session.join("in/inbox"), "pot-notes.txt"))
+        .find_map(|session| support::find_file(&session.join("in/inbox"), "pot-notes.txt"))
         .expect("the file is in the DM session's inbox");
     assert_eq!(std::fs::read(found).unwrap(), b"three stones\n");
     let downloads = slack.recorder().calls_to("/pot-notes.txt");
@@ -545,7 +507,7 @@ async fn slack_events_api_end_to_end() {
     // 7. A restart loses and repeats nothing: Slack's retry of an event taken before it is
     // stored once, and nothing is posted again.
     host.restart().await.unwrap();
-    wait_health(&host, "connected").await;
+    support::wait_channel_health(&host, "slack", "connected", CONNECT_HEALTH).await;
     let retry_after_restart = Signing {
         retry: Some(2),
         ..Signing::default()
@@ -596,21 +558,6 @@ fn assert_posted_once(slack: &FakeSlack, channel: &str, fragment: &str) {
     assert!(orphans.is_empty(), "drafts left behind: {orphans:?}");
 }
 
-/// The first file called `name` under `dir`, at any depth.
-fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = find_file(&path, name) {
-                return Some(found);
-            }
-        } else if path.file_name().is_some_and(|file| file == name) {
-            return Some(path);
-        }
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn slack_socket_mode_acks_an_envelope_and_answers_the_dm() {
     if !require_docker("slack_socket_mode_acks_an_envelope_and_answers_the_dm").await {
@@ -631,7 +578,7 @@ async fn slack_socket_mode_acks_an_envelope_and_answers_the_dm() {
         })
         .await
         .unwrap();
-    wait_health(&host, "connected").await;
+    support::wait_channel_health(&host, "slack", "connected", CONNECT_HEALTH).await;
     let opened = slack.calls_of("apps.connections.open");
     assert_eq!(
         opened[0].header("authorization"),
@@ -718,7 +665,7 @@ async fn a_refused_slack_token_fails_only_the_slack_adapter() {
     let model = FakeModel::start().unwrap();
     let slack = FakeSlack::start_with_token("xoxb-the-real-one").unwrap();
     let host = start_host(&model, &slack, false).await;
-    let health = wait_health(&host, "failing").await;
+    let health = support::wait_channel_health(&host, "slack", "failing", CONNECT_HEALTH).await;
     let error = health["last_error"].as_str().unwrap_or_default();
     assert!(
         error.contains("CRABPOT_SLACK_BOT_TOKEN") && error.contains("invalid_auth"),

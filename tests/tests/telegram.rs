@@ -21,11 +21,10 @@
 mod support;
 
 use serde_json::json;
-use std::path::Path;
 use std::time::Duration;
-use support::{TURN, after_tool_call, central, cli_json, cli_ok, tool_result};
+use support::{TURN, central, cli_json, cli_ok};
 use tests::docker::require_docker;
-use tests::fake_model::{FakeModel, Reply, echo_reply};
+use tests::fake_model::{FakeModel, Reply};
 use tests::fake_telegram::{FakeTelegram, Say, Sent, TgChat, TgUser};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
 
@@ -197,39 +196,13 @@ async fn dms_groups_streamed_edits_and_rate_limits() {
     );
 }
 
-/// Every file named `name` under `dir`.
-fn find_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(find_files(&path, name));
-        } else if path.file_name().is_some_and(|n| n == name) {
-            found.push(path);
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn buttons_files_and_approvals() {
     if !require_docker("buttons_files_and_approvals").await {
         return;
     }
     let fake = FakeModel::start().unwrap();
-    fake.set_default_reply_fn(|request| {
-        if after_tool_call(request) {
-            Reply::text(format!(
-                "tool said: {}",
-                tool_result(request).unwrap_or_default()
-            ))
-        } else {
-            echo_reply(request)
-        }
-    });
+    support::echo_or_tool_result(&fake);
     let telegram = FakeTelegram::start(TOKEN).unwrap();
     let host = start_host(&fake, &telegram, TOKEN).await;
     let ann = TgUser::new(5301, "Ann", None);
@@ -273,7 +246,7 @@ async fn buttons_files_and_approvals() {
     );
     sent_containing(&telegram, ann.id, "read this").await;
     let session = host.session_dir("main").unwrap();
-    let copies = find_files(&session, "notes.txt");
+    let copies = support::find_files(&session, "notes.txt");
     assert_eq!(copies.len(), 1, "{copies:?}");
     assert_eq!(std::fs::read(&copies[0]).unwrap(), b"crab pots: 3\n");
     assert!(
@@ -489,26 +462,9 @@ async fn a_refused_token_fails_only_the_telegram_adapter() {
     let fake = FakeModel::start().unwrap();
     let telegram = FakeTelegram::start(TOKEN).unwrap();
     let host = start_host(&fake, &telegram, "999:wrong-token").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let health = loop {
-        let listed = cli_json(&host, &["channels", "list"]).await;
-        let adapter = listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["channel_type"] == "telegram")
-            .cloned()
-            .unwrap_or_else(|| panic!("telegram is listed: {listed}"));
-        if adapter["health"]["state"] == "failing" {
-            break adapter;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the telegram adapter did not fail: {adapter}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let error = health["health"]["last_error"].as_str().unwrap();
+    let health =
+        support::wait_channel_health(&host, "telegram", "failing", Duration::from_secs(30)).await;
+    let error = health["last_error"].as_str().unwrap();
     assert!(error.contains("CRABPOT_TELEGRAM_BOT_TOKEN"), "{error}");
     assert!(
         !error.contains("wrong-token"),

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod columns;
 pub mod password;
+mod request;
 pub mod table;
 
 use crate::db::central::groups::CreateAgentPolicy;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tests::fake_model::RecordedRequest;
+use tests::fake_model::{FakeModel, RecordedRequest, Reply, echo_reply};
 use tests::host_process::{CliOutput, HostProcess};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -408,4 +408,69 @@ pub fn is_summary_request(request: &RecordedRequest) -> bool {
 /// The session folder of a session id.
 pub fn session_path(host: &HostProcess, group: &str, session: &str) -> PathBuf {
     host.sessions_dir().join(group).join(session)
+}
+
+/// Scripts `fake` to say what a tool answered after a tool call (`tool said: ...`), and to
+/// echo the person's text otherwise.
+pub fn echo_or_tool_result(fake: &FakeModel) {
+    fake.set_default_reply_fn(|request| {
+        if after_tool_call(request) {
+            Reply::text(format!(
+                "tool said: {}",
+                tool_result(request).unwrap_or_default()
+            ))
+        } else {
+            echo_reply(request)
+        }
+    });
+}
+
+/// Every file called `name` under `dir`, at any depth.
+pub fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(find_files(&path, name));
+        } else if path.file_name().is_some_and(|file| file == name) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// The first file called `name` under `dir`, at any depth.
+pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    find_files(dir, name).into_iter().next()
+}
+
+/// Polls `crabpot channels list` until the adapter of `channel` reports `state`
+/// (`connected`, `failing`) and returns its health, or panics after `deadline`.
+pub async fn wait_channel_health(
+    host: &HostProcess,
+    channel: &str,
+    state: &str,
+    deadline: Duration,
+) -> Value {
+    let until = Instant::now() + deadline;
+    loop {
+        let listed = cli_json(host, &["channels", "list"]).await;
+        let health = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["channel_type"] == channel)
+            .map(|c| c["health"].clone());
+        if let Some(health) = &health
+            && health["state"] == state
+        {
+            return health.clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "the {channel} adapter never became {state}: {listed}\n{}",
+            host.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

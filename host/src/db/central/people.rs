@@ -98,22 +98,23 @@ pub fn note_sender(
             .to_owned()
     });
     let name = name.filter(|n| !n.is_empty());
-    conn.execute(
+    // Runs for every routed message: the statements are prepared once per connection.
+    conn.prepare_cached(
         "INSERT INTO users (id, name, created_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE users.name = ?4 AND ?5",
-        params![
-            sender.id,
-            name.as_deref().unwrap_or(handle),
-            now_ms(),
-            handle,
-            name.is_some()
-        ],
-    )?;
+    )?
+    .execute(params![
+        sender.id,
+        name.as_deref().unwrap_or(handle),
+        now_ms(),
+        handle,
+        name.is_some()
+    ])?;
     if let Some(platform_id) = dm_platform_id.filter(|id| !id.is_empty()) {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT OR IGNORE INTO user_dms (user_id, channel_type, platform_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![sender.id, channel_type, platform_id, now_ms()],
-        )?;
+        )?
+        .execute(params![sender.id, channel_type, platform_id, now_ms()])?;
     }
     Ok(())
 }

@@ -1,22 +1,29 @@
 //! `crabpot serve`: builds the daemon from a [`Config`] and runs it until SIGINT/SIGTERM.
 //!
-//! Start order: data folders, central DB thread (and the `main` agent group wired to the
+//! Start order (the sequence is here; [`data`] holds what is kept on disk at start and
+//! [`background`] what runs until shutdown): data folders, central DB thread (and the `main` agent group wired to the
 //! `cli` chat on first start), Docker (version negotiated), session store thread, model
 //! proxy, supervisor (adopting this install's running containers), router, tasks, delivery,
 //! sweep, the `cli` channel, the out-of-process adapters' socket and the admin socket. Shutdown cancels the root token, waits for every
 //! task with a bound, then joins the database threads.
 
+mod background;
+mod data;
+
+use background::{bounded, persist_usage, shutdown_signal, start_channels};
+use data::{absolute, bootstrap, make_private};
+
 use crate::admin::Admin;
 use crate::bridge::Bridge;
 use crate::channels::Channels;
-use crate::channels::cli::{self, CliChannel, CliLimits};
+use crate::channels::cli::{CliChannel, CliLimits};
 use crate::config::Config;
 use crate::db::DbThread;
-use crate::db::central::{self, NewWiring, SessionMode};
+use crate::db::central;
 use crate::delivery::{Delivery, DeliveryParts};
 use crate::edge::ChannelContext;
 use crate::fd_budget::FdBudget;
-use crate::proxy::{Proxy, ProxyLimits, UsageRecord};
+use crate::proxy::{Proxy, ProxyLimits};
 use crate::router::plan::PlanSettings;
 use crate::router::{Router, RouterParts};
 use crate::runtime::{ContainerLimits, ContainerRuntime, DockerRuntime};
@@ -26,8 +33,7 @@ use crate::session::owner::Owners;
 use crate::supervisor::{DiskSettings, Supervisor, SupervisorConfig, SupervisorParts};
 use crate::tasks::Tasks;
 use anyhow::{Context, bail};
-use protocol::{SessionConfig, SessionId};
-use std::path::{Path, PathBuf};
+use protocol::SessionConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -438,164 +444,4 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         let _ = std::fs::remove_file(config.web_url_file());
     }
     Ok(())
-}
-
-/// On first start: the `main` agent group, wired to the terminal chat.
-fn bootstrap(conn: &mut rusqlite::Connection) -> Result<(), crate::db::DbError> {
-    let tx = conn.transaction()?;
-    let group = central::ensure_agent_group(&tx, MAIN_GROUP, "Main")?;
-    let (chat, created) = central::ensure_messaging_group(
-        &tx,
-        cli::CHANNEL_TYPE,
-        cli::PLATFORM_ID,
-        "terminal",
-        false,
-    )?;
-    if created {
-        central::ensure_wiring(
-            &tx,
-            &chat,
-            &group.id,
-            &NewWiring {
-                session_mode: SessionMode::Shared,
-                engage_mode: "pattern".into(),
-                engage_pattern: Some(".*".into()),
-                priority: 0,
-                destination_name: "terminal".into(),
-            },
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// Writes the proxy's usage records to the central DB until shutdown (the proxy, which holds
-/// the sender, lives as long as `serve` itself).
-async fn persist_usage(
-    central: Arc<DbThread<rusqlite::Connection>>,
-    mut usage: mpsc::UnboundedReceiver<UsageRecord>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let record = tokio::select! {
-            record = usage.recv() => match record {
-                Some(record) => record,
-                None => return,
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let row = central::UsageRow {
-            session_id: SessionId::new(record.session_id.as_str()),
-            agent_group_id: record.agent_group_id.clone(),
-            model: record.model.clone(),
-            failed: !record.completed || record.status >= 400,
-            input_tokens: i64::try_from(record.input_tokens).unwrap_or(i64::MAX),
-            output_tokens: i64::try_from(record.output_tokens).unwrap_or(i64::MAX),
-        };
-        if let Err(e) = central
-            .call(move |conn| central::record_usage(conn, &row))
-            .await
-        {
-            tracing::warn!(error = %e, "recording usage failed");
-        }
-    }
-}
-
-/// Waits for `work` at most `limit`, and says so in the log when it did not finish.
-async fn bounded<T>(what: &str, limit: Duration, work: impl std::future::Future<Output = T>) {
-    if tokio::time::timeout(limit, work).await.is_err() {
-        tracing::warn!(
-            "shutdown: {what} did not finish within {} ms; going on without it",
-            limit.as_millis()
-        );
-    }
-}
-
-/// The data dir and what the host keeps there are the host's alone (DESIGN §3): the data dir,
-/// `sessions/` and its group folders, `files/` and `logs/` 0700, the central DB and its WAL
-/// files and logs 0600. Fixes what an older version or a default umask left readable; links
-/// are never followed.
-fn make_private(data_dir: &Path) {
-    let set = |path: &Path, mode: u32| {
-        use std::os::unix::fs::PermissionsExt;
-        match std::fs::symlink_metadata(path) {
-            Ok(meta)
-                if !meta.file_type().is_symlink() && meta.permissions().mode() & 0o7777 != mode =>
-            {
-                if let Err(e) =
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot make it private");
-                }
-            }
-            Ok(_) | Err(_) => {}
-        }
-    };
-    set(data_dir, 0o700);
-    for name in [
-        "crabpot.db",
-        "crabpot.db-wal",
-        "crabpot.db-shm",
-        "crabpot.db-journal",
-    ] {
-        set(&data_dir.join(name), 0o600);
-    }
-    for name in ["sessions", "files", "logs"] {
-        set(&data_dir.join(name), 0o700);
-    }
-    let entries = |dir: PathBuf| {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-    };
-    for group in entries(data_dir.join("sessions")) {
-        set(&group, 0o700);
-        for session in entries(group) {
-            set(&session, 0o700);
-        }
-    }
-    for log in entries(data_dir.join("logs")) {
-        set(&log, 0o600);
-    }
-}
-
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::canonicalize(path).with_context(|| format!("{} does not exist", path.display()))
-}
-
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-}
-
-/// Starts every adapter on the host's tracker. An adapter whose start fails for good (a bad
-/// token) is logged and shows `failing` in its health; the rest of the host runs on.
-fn start_channels(
-    channels: &Channels,
-    context: &ChannelContext,
-    tasks: &TaskTracker,
-    shutdown: &CancellationToken,
-) {
-    for channel in channels.all() {
-        let channel_type = channel.channel_type().to_owned();
-        let run = Arc::clone(&channel).start(context.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            if let Err(e) = run.await {
-                tracing::error!(channel = %channel_type, error = %e, "the channel adapter failed to start; the host runs on without it");
-            }
-        });
-    }
 }
