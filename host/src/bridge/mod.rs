@@ -301,12 +301,8 @@ impl Bridge {
                     if limited < MAX_RATE_LIMITED && retry_after <= MAX_INLINE_RETRY_AFTER =>
                 {
                     limited += 1;
-                    let scope = if limits.per_chat.is_some() {
-                        Scope::Chat
-                    } else {
-                        Scope::Platform
-                    };
-                    self.limiter.retry_after(to, scope, retry_after);
+                    self.limiter
+                        .retry_after(to, Scope::of(&limits), retry_after);
                 }
                 other => return other,
             }

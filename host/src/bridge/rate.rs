@@ -30,6 +30,18 @@ pub enum Scope {
     Chat,
 }
 
+impl Scope {
+    /// The window a retry-after holds back on a platform with `limits`: the chat's where the
+    /// platform limits chats, else the whole platform's.
+    pub fn of(limits: &RateLimits) -> Scope {
+        if limits.per_chat.is_some() {
+            Scope::Chat
+        } else {
+            Scope::Platform
+        }
+    }
+}
+
 /// The first retry's delay in [`RateLimiter::backoff`].
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// The longest delay [`RateLimiter::backoff`] returns.

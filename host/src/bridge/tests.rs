@@ -309,6 +309,45 @@ async fn an_editing_platform_shows_one_message_edited_in_place() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_draft_answered_429_holds_the_chat_for_the_retry_after() {
+    let capabilities = Capabilities {
+        edits: true,
+        min_edit_interval: Duration::from_secs(1),
+        ..Capabilities::text_only(1000, Markup::Markdown)
+    };
+    let (bridge, recorder, channel) = setup(capabilities);
+    *recorder.rate_limited.lock().unwrap() = Some((1, Duration::from_secs(5)));
+    let session = SessionId::new("s1");
+    let streams = bridge.streams();
+    streams.begin(&session, "in1", async { Some(address()) });
+    streams.append(&session, "in1", 0, "Hel").unwrap();
+    call_like(&recorder, "429").await;
+    streams.append(&session, "in1", 3, "lo").unwrap();
+    send_text(
+        &bridge,
+        &channel,
+        "final",
+        "Hello",
+        Some(&MessageId::new("in1")),
+    )
+    .await
+    .unwrap();
+    let calls = recorder.calls.lock().unwrap().clone();
+    let limited_at = calls
+        .iter()
+        .find(|(_, c)| c == "429")
+        .map(|(t, _)| *t)
+        .unwrap();
+    // Nothing reached the chat in the 5 s the platform asked for: not the next draft, not
+    // the reply.
+    for (at, call) in &calls {
+        if call.starts_with("deliver") || call.starts_with("edit") {
+            assert!(*at - limited_at >= Duration::from_secs(5), "{calls:?}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_live_platform_sees_drafts_and_one_reply_that_replaces_them() {
     let capabilities = Capabilities {
         live_drafts: true,

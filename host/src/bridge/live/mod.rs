@@ -22,10 +22,10 @@
 mod removal;
 
 use super::markup;
-use super::rate::RateLimiter;
+use super::rate::{RateLimiter, Scope};
 use super::remembered::{DraftLog, Remembered, ShownDraft};
 use crate::channels::Channels;
-use crate::edge::{Channel, ChatAddress, Draft, OutgoingMessage};
+use crate::edge::{Channel, ChannelError, ChatAddress, Draft, OutgoingMessage};
 use protocol::{MessageId, Seq, SessionId};
 use removal::clear_typing;
 use std::collections::HashMap;
@@ -458,6 +458,12 @@ impl Streams {
             Ok(()) => {
                 shown.visible = true;
                 shown.text = converted;
+            }
+            Err(ChannelError::RateLimited { retry_after }) => {
+                // The next draft, and the reply itself, wait as long as the platform asked.
+                tracing::debug!(?retry_after, "showing a draft was rate-limited");
+                self.limiter
+                    .retry_after(address, Scope::of(&capabilities.rate), retry_after);
             }
             Err(e) => tracing::debug!(error = %e, "showing a draft failed"),
         }
