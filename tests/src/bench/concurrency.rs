@@ -1,8 +1,11 @@
 //! Many containers at once: `n` chats, each its own session, each answered by its own
 //! container, all running together; then, with every container up, one more message per
-//! chat, timing the host's routing (message written -> `accepted`, i.e. durable) and the
-//! replies, and checking that every chat is answered. The host's RSS is read while all run,
-//! and its CPU once all are idle.
+//! chat sent in a burst, timing the host's routing (message written -> `accepted`, i.e.
+//! durable) and the replies, and checking that every chat is answered. The host's RSS is read
+//! while all run, and its CPU once all are idle. Last, with every container still up, one
+//! message at a time (the next sent once the last is answered): the reply latency a person
+//! sees on a host holding `n` containers, apart from the queueing of a burst of `n` turns on
+//! the machine's cores.
 //!
 //! The chats are `cli` chats `bench-<i>`, wired by [`start_host_with_chats`].
 
@@ -39,8 +42,10 @@ pub struct ConcurrencyRun {
     pub answered: usize,
     /// Message -> `accepted` with every container up.
     pub routing: Distribution,
-    /// Message -> reply with every container up.
+    /// Message -> reply with every container up, all `n` messages sent at once.
     pub reply: Distribution,
+    /// Message -> reply with every container up, one message at a time.
+    pub paced_reply: Distribution,
     /// From the first message until every chat had its first reply.
     pub all_started_secs: f64,
     pub host_rss_kib: u64,
@@ -110,7 +115,7 @@ struct Round {
 
 async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result<ConcurrencyRun> {
     let mut client = CliClient::connect(&host.cli_socket()).await?;
-    let first = round(&mut client, n, 1, START_ALL_TIMEOUT).await?;
+    let first = round(&mut client, n, 1, Pace::Burst, START_ALL_TIMEOUT).await?;
     if first.answered < n {
         bail!(
             "only {} of {n} chats were answered while their containers started",
@@ -121,7 +126,7 @@ async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result
     let host_pid = host.pid().context("the host is not running")?;
     let host_rss_kib = rss_kib(host_pid)?;
     let (host_cpu_before, machine_before) = (cpu_millis(host_pid)?, machine_cpu_ticks()?);
-    let second = round(&mut client, n, 2, ROUND_TIMEOUT).await?;
+    let second = round(&mut client, n, 2, Pace::Burst, ROUND_TIMEOUT).await?;
     let host_cpu_ms_per_message = (cpu_millis(host_pid)? - host_cpu_before) / n.max(1) as f64;
     let machine_after = machine_cpu_ticks()?;
     let busy = machine_after.0.saturating_sub(machine_before.0) as f64;
@@ -134,12 +139,20 @@ async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result
     tokio::time::sleep(IDLE_WINDOW).await;
     let idle_window_secs = idle_started.elapsed().as_secs_f64();
     let idle_host_cpu_percent = (cpu_millis(host_pid)? - idle_cpu_before) / 10.0 / idle_window_secs;
+    let paced = round(&mut client, n, 3, Pace::OneAtATime, ROUND_TIMEOUT).await?;
+    if paced.answered < n {
+        bail!(
+            "only {} of {n} chats were answered one at a time",
+            paced.answered
+        );
+    }
     Ok(ConcurrencyRun {
         containers: n,
         running_peak: running_peak.max(running_after),
         answered: second.answered,
         routing: Distribution::from_durations(&second.routing),
         reply: Distribution::from_durations(&second.reply),
+        paced_reply: Distribution::from_durations(&paced.reply),
         all_started_secs: first.elapsed.as_secs_f64(),
         host_rss_kib,
         host_cpu_ms_per_message,
@@ -150,12 +163,22 @@ async fn rounds(host: &HostProcess, docker: &Docker, n: usize) -> anyhow::Result
     })
 }
 
-/// One message into each chat, each sent once the previous one is durable; then waits for
-/// the replies. Replies are matched by the `[r<round>-<i>]` token they echo.
+/// When a round sends its next message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Once the previous one is durable: `n` turns run at once.
+    Burst,
+    /// Once the previous one is answered: one turn at a time.
+    OneAtATime,
+}
+
+/// One message into each chat, the next sent as `pace` says; then waits for the replies.
+/// Replies are matched by the `[r<round>-<i>]` token they echo.
 async fn round(
     client: &mut CliClient,
     n: usize,
     number: usize,
+    pace: Pace,
     timeout: Duration,
 ) -> anyhow::Result<Round> {
     let start = Instant::now();
@@ -183,6 +206,20 @@ async fn round(
                 | ServerLine::Typing { .. } => {}
                 ServerLine::Error { message, .. } => {
                     bail!("the host refused a message to {}: {message}", chat(i))
+                }
+            }
+        }
+        if pace == Pace::OneAtATime {
+            let token = format!("[r{number}-{i}]");
+            while sent_at.contains_key(&token) {
+                match client.next(deadline).await? {
+                    ServerLine::Reply { text, .. } => note_reply(&text, &mut sent_at, &mut reply),
+                    ServerLine::Error { message, .. } => bail!("the host reported: {message}"),
+                    ServerLine::Accepted { .. }
+                    | ServerLine::TurnComplete { .. }
+                    | ServerLine::Subscribed { .. }
+                    | ServerLine::Draft { .. }
+                    | ServerLine::Typing { .. } => {}
                 }
             }
         }
