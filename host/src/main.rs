@@ -183,6 +183,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Adapters(_) => "adapters",
         Command::Tokens(_) => "tokens",
         Command::Web(_) => "web",
+        Command::Webhooks(_) => "webhooks",
     }
 }
 

@@ -21,6 +21,12 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# Real mail servers for the email adapter's tests (tests/src/mail_server.rs runs a private
+# Postfix and Dovecot on loopback ports for each test; the system's own instances are not used).
+[ -x /usr/sbin/postfix ] || missing+=(postfix)
+[ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests/deps/install.sh: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
@@ -28,6 +34,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "tests/deps/install.sh: installing ${missing[*]}"
   apt-get update -qq
+  # Postfix asks how to configure itself; the tests bring their own configuration.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
@@ -39,4 +47,17 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/deps/requirements.txt "$stamp";
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/deps/requirements.txt
   cp tests/deps/requirements.txt "$stamp"
+fi
+
+# Synapse, the reference Matrix homeserver, for the Matrix adapter's tests
+# (tests/src/synapse.rs starts one on loopback per test). It has its own venv
+# (CRABPOT_SYNAPSE_VENV, by default /var/tmp/crabpot-synapse-venv): its dependencies are many
+# and pinned by its own release, and must not meet the test venv's.
+synapse_venv="${CRABPOT_SYNAPSE_VENV:-/var/tmp/crabpot-synapse-venv}"
+synapse_stamp="$synapse_venv/.requirements"
+if [ ! -x "$synapse_venv/bin/python" ] || ! cmp -s tests/deps/synapse-requirements.txt "$synapse_stamp"; then
+  echo "tests/deps/install.sh: preparing the Synapse venv in $synapse_venv"
+  python3 -m venv "$synapse_venv"
+  "$synapse_venv/bin/pip" install -q --disable-pip-version-check -r tests/deps/synapse-requirements.txt
+  cp tests/deps/synapse-requirements.txt "$synapse_stamp"
 fi

@@ -10,7 +10,8 @@
 //! client over TCP or a unix socket with an SSE parser, so tests can talk to servers directly.
 //! [`process_usage`] reads what a process takes (RSS, peak RSS, file descriptors, CPU share) from
 //! `/proc`, for the hostile-session suite's bounds and `make bench`. [`fake_platform`] is the
-//! recording loopback server the fake chat platforms (Telegram, Slack, Discord) are built on.
+//! recording loopback server the fake chat platforms (Telegram, Slack, Discord) are built on,
+//! and [`webhook_receiver`] a receiver of outbound webhooks built on it.
 //!
 //! Nothing here sleeps to wait for something: waits are notifications or polls with an
 //! explicit deadline, and every server binds its port before it is spawned.
@@ -28,8 +29,11 @@ pub mod fake_slack;
 pub mod fake_telegram;
 pub mod host_process;
 pub mod http_client;
+pub mod mail_server;
 pub mod process_usage;
 pub mod prometheus;
+pub mod synapse;
+pub mod webhook_receiver;
 
 use std::path::PathBuf;
 

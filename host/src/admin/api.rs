@@ -152,6 +152,10 @@ pub struct DestinationAdd {
     /// Another agent group: an agent destination.
     #[serde(default)]
     pub agent: Option<String>,
+    /// An outbound webhook (`crabpot webhooks create NAME --url`): a channel destination to
+    /// the chat `webhook/<name>`.
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -305,4 +309,45 @@ pub struct LoginLinkCreated {
     pub url: String,
     /// Unix ms.
     pub expires_at: i64,
+}
+
+/// `webhooks create`: an inbound hook of `group`, or an outbound hook to `url`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WebhookCreate {
+    /// 1-64 of `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Inbound: the agent group its requests start turns of.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Outbound: the `http(s)` URL messages are POSTed to.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// `webhooks remove`: the hook by name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WebhookRemove {
+    pub name: String,
+}
+
+/// The answer to `webhooks create`: the secret, shown this once.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct WebhookCreated {
+    pub webhook: crate::db::central::webhooks::Webhook,
+    /// The HMAC-SHA256 key: inbound requests are signed with it, outbound ones are signed by
+    /// crabpot with it.
+    pub secret: String,
+    /// Inbound: where to POST (`None` when the web server is off).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret: answers may be logged.
+        f.debug_struct("WebhookCreated")
+            .field("webhook", &self.webhook)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
 }

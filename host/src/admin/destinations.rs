@@ -1,5 +1,5 @@
-//! `crabpot destinations ...`: list, add (a chat, a thread of it, or another agent group),
-//! remove. Every change is projected at once into the group's sessions' `inbound.db`.
+//! `crabpot destinations ...`: list, add (a chat, a thread of it, another agent group, or an
+//! outbound webhook), remove. Every change is projected at once into the group's sessions' `inbound.db`.
 
 use super::api::{DestinationAdd, DestinationRemove, ListFilter};
 use super::{Admin, AdminError, Reply, parse, to_value, unknown_verb};
@@ -12,24 +12,49 @@ pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -
         "list" => {
             let filter: ListFilter = parse(body)?;
             let group = filter.group.map(AgentGroupId::new);
-            to_value(
-                &admin
-                    .db(move |tx| {
-                        if let Some(group) = &group {
-                            crate::db::central::agent_group(tx, group)?;
-                        }
-                        destinations::list_destinations(tx, group.as_ref())
-                    })
-                    .await?,
-            )
+            let rows = admin
+                .db(move |tx| {
+                    if let Some(group) = &group {
+                        crate::db::central::agent_group(tx, group)?;
+                    }
+                    destinations::list_destinations(tx, group.as_ref())
+                })
+                .await?;
+            let mut listed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                listed.push(with_webhook_type(row)?);
+            }
+            Ok(serde_json::Value::Array(listed))
         }
         "add" => {
-            let request: DestinationAdd = parse(body)?;
+            let mut request: DestinationAdd = parse(body)?;
             let group = AgentGroupId::new(request.group.clone());
-            if request.chat.is_some() == request.agent.is_some() {
+            let targets = [
+                request.chat.is_some(),
+                request.agent.is_some(),
+                request.webhook.is_some(),
+            ];
+            if targets.iter().filter(|given| **given).count() != 1 {
                 return Err(AdminError::Invalid(
-                    "a destination is either a chat (--chat) or an agent group (--agent)".into(),
+                    "a destination is either a chat (--chat), an agent group (--agent) or an outbound webhook (--webhook)".into(),
                 ));
+            }
+            if let Some(hook) = request.webhook.take() {
+                if request.thread.is_some() {
+                    return Err(AdminError::Invalid(
+                        "--thread only applies to a chat destination".into(),
+                    ));
+                }
+                let lookup = hook.clone();
+                let found = admin
+                    .db(move |tx| crate::db::central::webhooks::get(tx, &lookup))
+                    .await?;
+                if found.hook.direction != crate::db::central::webhooks::Direction::Outbound {
+                    return Err(AdminError::Invalid(format!(
+                        "webhook {hook:?} is inbound; a destination needs an outbound one (`crabpot webhooks create NAME --url URL`)"
+                    )));
+                }
+                request.chat = Some(found.hook.chat_address);
             }
             if request.agent.is_some() && request.thread.is_some() {
                 return Err(AdminError::Invalid(
@@ -61,7 +86,7 @@ pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -
                 })
                 .await?;
             admin.supervisor.reproject_group(&group).await;
-            to_value(&row)
+            with_webhook_type(&row)
         }
         "remove" => {
             let request: DestinationRemove = parse(body)?;
@@ -78,4 +103,19 @@ pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -
         }
         _ => Err(unknown_verb("destinations", verb)),
     }
+}
+
+/// A destination as the API shows it: one to an outbound webhook's chat (`webhook/<name>`, a
+/// channel destination as stored) has the type `webhook` and names its hook.
+fn with_webhook_type(row: &destinations::DestinationRow) -> Reply {
+    let mut value = to_value(row)?;
+    if let Some(hook) = row
+        .chat_address
+        .as_deref()
+        .and_then(|address| address.strip_prefix("webhook/"))
+    {
+        value["target"]["type"] = "webhook".into();
+        value["target"]["webhook"] = hook.into();
+    }
+    Ok(value)
 }

@@ -6,7 +6,7 @@
 //! Every call is `POST /v1/<resource>/<verb>` with a JSON body; each resource has its own
 //! handler file (`groups`, `chats`, `wirings`, `destinations`, `people` for users, roles and
 //! members, `sessions`, `approvals`, `tasks`, `status` with dropped messages and `channels` (every adapter's health), `adapters` for
-//! out-of-process channel adapters, `web` for passwords, API tokens and login links). Handlers run the central-DB work on its thread, then
+//! out-of-process channel adapters, `web` for passwords, API tokens and login links, `webhooks` for inbound and outbound webhooks). Handlers run the central-DB work on its thread, then
 //! project destination changes into the affected sessions' `inbound.db` at once. Failures are [`AdminError`]s, sent as [`api::ApiError`].
 
 mod adapters;
@@ -22,6 +22,7 @@ mod sessions;
 mod status;
 mod tasks;
 mod web;
+mod webhooks;
 mod wirings;
 
 use crate::db::{DbError, DbThread};
@@ -217,6 +218,7 @@ impl Admin {
             ("POST", "adapters") => adapters::handle(self, verb, body).await,
             ("POST", "tokens") => web::tokens(self, verb, body).await,
             ("POST", "web") => web::handle(self, verb, body).await,
+            ("POST", "webhooks") => webhooks::handle(self, verb, body).await,
             _ => Err(no_endpoint(method, &format!("/v1/{route}"))),
         }
     }

@@ -10,7 +10,7 @@
 use super::api::{
     AdapterAdd, AdapterRemove, ApprovalDecide, ChatUpdate, DestinationAdd, DestinationRemove,
     GroupCreate, GroupUpdate, Id, ListFilter, LoginLinkCreate, MemberChange, PasswordSet,
-    RoleChange, UserCreate, WiringCreate, WiringUpdate,
+    RoleChange, UserCreate, WebhookCreate, WebhookRemove, WiringCreate, WiringUpdate,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -270,6 +270,24 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "revoke",
         "Revoke an API token.",
         Some(example::<Id>),
+    ),
+    endpoint(
+        "webhooks",
+        "create",
+        "Create an inbound (group) or outbound (url) webhook; answers its secret once.",
+        Some(example::<WebhookCreate>),
+    ),
+    endpoint(
+        "webhooks",
+        "list",
+        "List webhooks (never their secrets).",
+        None,
+    ),
+    endpoint(
+        "webhooks",
+        "remove",
+        "Remove a webhook with its chat and the destinations naming it.",
+        Some(example::<WebhookRemove>),
     ),
     endpoint(
         "web",

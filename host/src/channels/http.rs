@@ -17,11 +17,24 @@ pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// The client every platform adapter uses (rustls, connection pooling).
 pub fn client() -> Result<reqwest::Client, ChannelError> {
+    builder()
+        .build()
+        .map_err(|e| ChannelError::Unavailable(format!("building the HTTP client: {e}")))
+}
+
+/// A client that follows no redirect: for URLs an operator named (outbound webhooks), where
+/// a redirect would carry a signed body to a host nobody chose.
+pub fn client_without_redirects() -> Result<reqwest::Client, ChannelError> {
+    builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ChannelError::Unavailable(format!("building the HTTP client: {e}")))
+}
+
+fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("crabpot/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ChannelError::Unavailable(format!("building the HTTP client: {e}")))
 }
 
 /// A request that failed before an answer: retryable, and described without its URL.

@@ -6,18 +6,22 @@
 //! here, so adapters, the router and delivery import them from one neutral module. The first
 //! adapter is [`cli`], the local terminal;
 //! [`external`] serves out-of-process adapters over `data/adapters.sock`; [`web`] is the
-//! browser chat; [`telegram`], [`slack`] and [`discord`] are the platforms the host connects
-//! to itself ([`platforms`]).
+//! browser chat; [`telegram`], [`slack`], [`discord`], [`matrix`] and [`email`] are the
+//! platforms the host connects to itself ([`platforms`]); [`webhook`] serves inbound and
+//! outbound webhooks.
 
 pub mod cli;
 pub mod discord;
+pub mod email;
 pub mod external;
 pub mod http;
+pub mod matrix;
 pub mod platforms;
 pub mod slack;
 pub mod staging;
 pub mod telegram;
 pub mod web;
+pub mod webhook;
 
 use crate::edge::{Channel, Health};
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
-//! The chat platforms the host connects to itself ([`telegram`], [`slack`], [`discord`]),
-//! built from `[channels.*]` ([`ChannelsConfig`]) and registered with the other adapters.
+//! The chat platforms the host connects to itself ([`telegram`], [`slack`], [`discord`],
+//! [`matrix`], [`email`]), built from `[channels.*]` ([`ChannelsConfig`]) and registered with
+//! the other adapters, and [`webhook`], which is always on.
 //!
 //! Each adapter owns its platform's wire format; what they share is here and in
 //! [`super::http`] (the HTTP client, errors without URLs, `Retry-After`) and
@@ -11,6 +12,9 @@
 //! [`telegram`]: super::telegram
 //! [`slack`]: super::slack
 //! [`discord`]: super::discord
+//! [`matrix`]: super::matrix
+//! [`email`]: super::email
+//! [`webhook`]: super::webhook
 
 use super::Channels;
 use crate::config::ChannelsConfig;
@@ -58,5 +62,17 @@ pub fn register(
         let channel = super::discord::DiscordChannel::new(discord.clone(), parts.clone());
         channels.register(channel);
     }
+    if let Some(matrix) = &config.matrix {
+        let channel = super::matrix::MatrixChannel::new(matrix.clone(), parts.clone());
+        channels.register(channel);
+    }
+    if let Some(email) = &config.email {
+        let channel = super::email::EmailChannel::new(email.clone(), parts.clone());
+        channels.register(channel);
+    }
+    // Webhooks are always on: hooks are made at run time (`crabpot webhooks create`).
+    let webhooks = super::webhook::WebhookChannel::new(parts.clone());
+    hooks = hooks.merge(webhooks.hooks());
+    channels.register(webhooks);
     hooks
 }

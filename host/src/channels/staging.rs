@@ -10,7 +10,7 @@ use bytes::Bytes;
 use std::path::{Path, PathBuf};
 
 /// The largest file taken in from a platform: the cap of every attachment.
-pub const MAX_STAGED_BYTES: u64 = crate::delivery::outbox::MAX_ATTACHMENT_BYTES;
+pub const MAX_STAGED_BYTES: u64 = crate::edge::MAX_ATTACHMENT_BYTES;
 
 pub struct Staging {
     dir: PathBuf,

@@ -1,7 +1,7 @@
 //! The command line of `crabpot`: [`Cli`] and its subcommands (clap derive). `serve`, `chat`
 //! and `status`, and the admin resources, each `crabpot <resource> <verb>`: groups, chats,
 //! wirings, destinations, users, roles, members, sessions, approvals, dropped, tasks, adapters,
-//! tokens, web. Parsing lives
+//! tokens, web, webhooks. Parsing lives
 //! here; [`admin`] runs the admin verbs against the host and renders their answers ([`table`]
 //! for people, `--json` for scripts).
 
@@ -10,6 +10,7 @@ pub mod columns;
 pub mod password;
 mod request;
 pub mod table;
+pub mod webhooks;
 
 use crate::db::central::groups::CreateAgentPolicy;
 use crate::db::central::{
@@ -102,6 +103,10 @@ pub enum Command {
     /// The web server: one-time login links for web users.
     #[command(subcommand, after_help = EXIT_CODES)]
     Web(WebCommand),
+    /// Webhooks: signed requests from other systems that start turns (inbound), and URLs
+    /// agents' messages are POSTed to, signed (outbound).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 #[derive(Debug, Args)]
@@ -302,16 +307,20 @@ pub enum DestinationsCommand {
         #[arg(long)]
         group: Option<String>,
     },
-    /// Let GROUP send to a chat (--chat, optionally --thread) or another group (--agent) as NAME.
+    /// Let GROUP send to a chat (--chat, optionally --thread), another group (--agent) or an
+    /// outbound webhook (--webhook) as NAME.
     Add {
         group: String,
         name: String,
-        #[arg(long, conflicts_with = "agent")]
+        #[arg(long, conflicts_with_all = ["agent", "webhook"])]
         chat: Option<String>,
         #[arg(long, requires = "chat")]
         thread: Option<String>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "webhook")]
         agent: Option<String>,
+        /// An outbound webhook (`crabpot webhooks create HOOK --url URL`).
+        #[arg(long, value_name = "HOOK")]
+        webhook: Option<String>,
         #[arg(long)]
         display_name: Option<String>,
     },

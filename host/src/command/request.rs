@@ -223,13 +223,14 @@ pub(super) fn request(command: &Command) -> Option<(&'static str, &'static str, 
                 chat,
                 thread,
                 agent,
+                webhook,
                 display_name,
             } => (
                 "destinations",
                 "add",
                 json!({
                     "group": group, "name": name, "chat": chat, "thread": thread,
-                    "agent": agent, "display_name": display_name,
+                    "agent": agent, "webhook": webhook, "display_name": display_name,
                 }),
                 Line(|v| {
                     format!(
@@ -404,6 +405,7 @@ pub(super) fn request(command: &Command) -> Option<(&'static str, &'static str, 
         Command::Channels(ChannelsCommand::List) => {
             ("channels", "list", json!({}), Table(CHANNELS))
         }
+        Command::Webhooks(verb) => super::webhooks::request(verb),
         Command::Adapters(verb) => match verb {
             AdaptersCommand::Add { name, channel_type } => (
                 "adapters",

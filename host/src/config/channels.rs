@@ -6,6 +6,8 @@
 //!
 //! Every API base URL can be changed, for self-hosted API servers and for tests.
 
+use super::email::{EmailConfig, RawEmail};
+use super::matrix::{MatrixConfig, RawMatrix};
 use super::{ApiKey, ConfigError, invalid};
 use serde::Deserialize;
 
@@ -64,6 +66,8 @@ pub struct ChannelsConfig {
     pub telegram: Option<TelegramConfig>,
     pub slack: Option<SlackConfig>,
     pub discord: Option<DiscordConfig>,
+    pub matrix: Option<MatrixConfig>,
+    pub email: Option<EmailConfig>,
 }
 
 /// `[channels]` before validation; every field optional.
@@ -76,6 +80,10 @@ pub struct RawChannels {
     pub slack: RawSlack,
     #[serde(default)]
     pub discord: RawDiscord,
+    #[serde(default)]
+    pub matrix: RawMatrix,
+    #[serde(default)]
+    pub email: RawEmail,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -130,6 +138,8 @@ impl RawChannels {
                 api_url: over.discord.api_url.or(self.discord.api_url),
                 gateway_url: over.discord.gateway_url.or(self.discord.gateway_url),
             },
+            matrix: self.matrix.merge(over.matrix),
+            email: self.email.merge(over.email),
         }
     }
 
@@ -166,6 +176,8 @@ impl RawChannels {
                 api_url: text("CRABPOT_DISCORD_API_URL"),
                 gateway_url: text("CRABPOT_DISCORD_GATEWAY_URL"),
             },
+            matrix: RawMatrix::from_env(&get)?,
+            email: RawEmail::from_env(&get)?,
         })
     }
 }
@@ -178,11 +190,16 @@ impl ChannelsConfig {
             telegram: telegram(&raw.telegram, web_on)?,
             slack: slack(&raw.slack, web_on)?,
             discord: discord(&raw.discord)?,
+            matrix: super::matrix::matrix(&raw.matrix)?,
+            email: super::email::email(&raw.email)?,
         })
     }
 }
 
-fn token(key: &'static str, value: &Option<String>) -> Result<Option<ApiKey>, ConfigError> {
+pub(super) fn token(
+    key: &'static str,
+    value: &Option<String>,
+) -> Result<Option<ApiKey>, ConfigError> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(text) if text.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(invalid(
@@ -199,7 +216,11 @@ fn url(key: &'static str, value: &Option<String>, default: &str) -> Result<Strin
     web_url(key, text, &["http", "https"])
 }
 
-fn web_url(key: &'static str, text: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+pub(super) fn web_url(
+    key: &'static str,
+    text: &str,
+    schemes: &[&str],
+) -> Result<String, ConfigError> {
     let parsed = text
         .parse::<http::Uri>()
         .map_err(|e| invalid(key, format!("{text:?} is not a URL: {e}")))?;

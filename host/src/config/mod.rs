@@ -7,6 +7,8 @@
 
 mod a2a;
 pub mod channels;
+pub mod email;
+pub mod matrix;
 mod model;
 mod raw;
 mod web;

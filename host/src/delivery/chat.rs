@@ -10,7 +10,9 @@
 //! told.
 
 use super::bookkeeping::{Final, Records};
+use super::fanout::{FanoutSend, Recipient};
 use super::refusal::Refusal;
+use super::route::FanoutTarget;
 use super::{Delivery, MAX_ATTEMPTS, RowOutcome, Wait};
 use crate::bridge::RowSend;
 use crate::db::central::DropRecord;
@@ -48,6 +50,9 @@ pub struct ChatSend {
     /// When it became due (unix ms: written, or its `deliver_after`; the container's word):
     /// where the delivery latency starts.
     due_at: i64,
+    /// The chats a fanned-out reply goes to ([`super::fanout`]); empty for a row to one chat
+    /// (`address`).
+    fanout: Vec<Recipient>,
 }
 
 impl Delivery {
@@ -95,7 +100,61 @@ impl Delivery {
             in_reply_to: row.in_reply_to.clone(),
             resend,
             due_at: row.created_at.max(row.deliver_after.unwrap_or(i64::MIN)),
+            fanout: Vec::new(),
         }))
+    }
+
+    /// Prepares the reply of a turn the inbound webhook `hook` started for each of its
+    /// group's channel destinations; destinations no adapter serves are left out.
+    pub(super) async fn prepare_fanout(
+        &self,
+        session: &SessionRef,
+        row: &OutboundRow,
+        content: OutboundContent,
+        (hook, targets): (String, Vec<FanoutTarget>),
+        attempts: i64,
+        resend: bool,
+    ) -> RowOutcome {
+        if !matches!(content, OutboundContent::Message(_)) {
+            return RowOutcome::refused(Refusal::Destination(format!(
+                "the reply of webhook {hook}'s turn goes to several destinations, and only plain messages can; name one with send_message(to=...)"
+            )));
+        }
+        let mut recipients = Vec::with_capacity(targets.len());
+        for target in targets {
+            match self.channels.get(&target.address.channel_type) {
+                Some(channel) => recipients.push(Recipient {
+                    channel,
+                    address: target.address,
+                    name: target.name,
+                }),
+                None => {
+                    tracing::warn!(session_id = %session.id, destination = %target.name, channel = %target.address.channel_type, "no channel adapter for a destination of a webhook's reply; left out");
+                }
+            }
+        }
+        let Some(first) = recipients.first() else {
+            // Recorded, not told: the agent's answer to the note would have nowhere to go
+            // either, and each refusal would wake it again.
+            return RowOutcome::Refused {
+                refusal: Refusal::NoFanoutDestination(format!(
+                    "the reply of webhook {hook}'s turn has nowhere to go: agent group {} has no chat or outbound webhook destination served by an adapter (add one with `crabpot destinations add`)",
+                    session.agent_group
+                )),
+                tell: false,
+            };
+        };
+        let address = first.address.clone();
+        match self
+            .prepare_chat(session, row, content, address, attempts, resend)
+            .await
+        {
+            RowOutcome::Send(mut send) => {
+                send.fanout = recipients;
+                RowOutcome::Send(send)
+            }
+            other => other,
+        }
     }
 
     /// Sends a run of prepared rows in order. `platform_ids` holds what this pass delivered
@@ -160,28 +219,50 @@ impl Delivery {
                 .target
                 .and_then(|target| platform_ids.get(&target).or_else(|| targets.get(&target)))
                 .cloned();
-            let result = self
-                .bridge
-                .send(
-                    &send.channel,
-                    RowSend {
-                        session: &session.id,
-                        address: &send.address,
-                        id: &send.id,
-                        seq: send.seq,
-                        content: &send.content,
-                        files: &send.files,
-                        target: target_platform_message_id,
-                        in_reply_to: send.in_reply_to.as_ref(),
-                        resend: send.resend,
-                    },
-                )
-                .await;
+            let (result, waiting_for) = if send.fanout.is_empty() {
+                let result = self
+                    .bridge
+                    .send(
+                        &send.channel,
+                        RowSend {
+                            session: &session.id,
+                            address: &send.address,
+                            id: &send.id,
+                            seq: send.seq,
+                            content: &send.content,
+                            files: &send.files,
+                            target: target_platform_message_id,
+                            in_reply_to: send.in_reply_to.as_ref(),
+                            resend: send.resend,
+                        },
+                    )
+                    .await;
+                (result, None)
+            } else {
+                let sent = self
+                    .fanouts
+                    .send(
+                        &self.bridge,
+                        FanoutSend {
+                            session: &session.id,
+                            id: &send.id,
+                            seq: send.seq,
+                            content: &send.content,
+                            files: &send.files,
+                            resend: send.resend,
+                            recipients: &send.fanout,
+                            last_attempt: send.attempts + 1 >= MAX_ATTEMPTS,
+                        },
+                    )
+                    .await;
+                (sent.result, sent.waiting_for)
+            };
             if let Ok(platform_id) = &result {
                 platform_ids.insert(send.seq, platform_id.clone());
                 delivered_any = true;
             }
-            self.record_result(session, &send, result, records);
+            let address = waiting_for.as_ref().unwrap_or(&send.address);
+            self.record_result(session, &send, address, result, records);
             if send.names_files {
                 self.clean_outbox(session, send.id.as_str()).await;
             }
@@ -192,16 +273,19 @@ impl Delivery {
         true
     }
 
+    /// Records what sending `send` to `address` (its chat, or for a fanned-out row the one
+    /// nobody was there to read) came to.
     fn record_result(
         &self,
         session: &SessionRef,
         send: &ChatSend,
+        address: &ChatAddress,
         result: Result<String, ChannelError>,
         records: &mut Records,
     ) {
         let attempts = send.attempts + 1;
         let (id, seq) = (send.id.clone(), send.seq);
-        let (metrics, channel_type) = (crate::metrics::global(), &send.address.channel_type);
+        let (metrics, channel_type) = (crate::metrics::global(), &address.channel_type);
         match result {
             Ok(platform_id) => {
                 metrics.delivered(channel_type, crate::metrics::since_unix_ms(send.due_at));
@@ -219,10 +303,7 @@ impl Delivery {
                 records.undo_attempts.push(id.clone());
                 records.chats.insert(
                     id.clone(),
-                    (
-                        send.address.channel_type.clone(),
-                        send.address.platform_id.clone(),
-                    ),
+                    (address.channel_type.clone(), address.platform_id.clone()),
                 );
                 records.wait(
                     Wait {
@@ -263,8 +344,8 @@ impl Delivery {
                 records.drops.push(DropRecord {
                     outbound: true,
                     reason: format!("delivery failed: {error}"),
-                    channel_type: Some(send.address.channel_type.clone()),
-                    platform_id: Some(send.address.platform_id.clone()),
+                    channel_type: Some(address.channel_type.clone()),
+                    platform_id: Some(address.platform_id.clone()),
                     session_id: Some(session.id.clone()),
                     agent_group_id: Some(session.agent_group.clone()),
                     message_id: Some(id.to_string()),

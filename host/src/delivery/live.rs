@@ -86,7 +86,7 @@ async fn origin(
         };
         match delivery.route(&session, None, Some(&key)).await {
             Ok(Route::Chat(address)) => Some(address),
-            Ok(Route::Agent { .. } | Route::Return { .. }) | Err(_) => None,
+            Ok(Route::Agent { .. } | Route::Return { .. } | Route::Fanout { .. }) | Err(_) => None,
         }
     };
     tokio::time::timeout(ORIGIN_TIMEOUT, lookup)

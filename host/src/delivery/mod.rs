@@ -25,7 +25,8 @@
 //! an attempt, until a recipient of its chat arrives. Finished acks are copied into
 //! `messages_in`, and the channel hears that the turn is complete.
 //!
-//! Where a row goes is decided in `route`; rows to another agent are written into its
+//! Where a row goes is decided in `route` (the reply of a turn an inbound webhook started
+//! fans out to the group's destinations, in `fanout`); rows to another agent are written into its
 //! session by [`a2a`], within its loop caps; the agent's `system` rows (tasks, new agents)
 //! are carried out in `actions`; questions, progress lists, edits, reactions and files are
 //! prepared in `operations` (files through [`outbox`], whose folder is removed once a row is
@@ -39,6 +40,7 @@ mod bookkeeping;
 mod chat;
 mod dispatch;
 pub mod drafts;
+mod fanout;
 pub mod limits;
 pub mod live;
 mod notices;
@@ -91,6 +93,8 @@ pub struct Delivery {
     /// `data/files/`: copies of the files agents send, for channel adapters to read.
     files_dir: PathBuf,
     limits: OutboundLimits,
+    /// What fanned-out replies (of turns inbound webhooks started) have done so far.
+    fanouts: fanout::Fanouts,
     /// Coalesces repeated warnings per session (a flood of refused rows is one line).
     log_gate: Arc<crate::log_gate::LogGate>,
     #[cfg(test)]
@@ -188,6 +192,7 @@ impl Delivery {
             tasks: parts.tasks,
             files_dir: parts.files_dir,
             limits: parts.outbound_limits,
+            fanouts: fanout::Fanouts::default(),
             log_gate: Arc::new(crate::log_gate::LogGate::new(LOG_WINDOW)),
             #[cfg(test)]
             read_gate: Mutex::new(None),
@@ -260,6 +265,11 @@ impl Delivery {
         };
         let address = match (route, &content) {
             (Route::Chat(address), _) => address,
+            (Route::Fanout { hook, targets }, _) => {
+                return self
+                    .prepare_fanout(session, row, content, (hook, targets), attempts, resend)
+                    .await;
+            }
             (Route::Agent { agent_group }, OutboundContent::Message(message)) => {
                 return self
                     .send_to_agent(session, row, message, Some(agent_group), None)

@@ -146,6 +146,17 @@ impl Delivery {
                     Err(e) => tracing::warn!(error = %e, "the asking session is gone"),
                 }
             }
+            Ok(Route::Fanout { targets, .. }) => {
+                // Nobody reads an inbound webhook's chat: the group's destinations are told.
+                for target in targets {
+                    self.send_host_message(HostMessage {
+                        to: target.address,
+                        text: notice.text.clone(),
+                        buttons: Vec::new(),
+                    })
+                    .await;
+                }
+            }
             Ok(Route::Agent { .. }) => {}
             Err(e) => tracing::warn!(error = %e, "notice has no chat"),
         }

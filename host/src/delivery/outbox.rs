@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Largest file the host takes from an outbox.
-pub const MAX_ATTACHMENT_BYTES: u64 = 32 * 1024 * 1024;
+pub use crate::edge::MAX_ATTACHMENT_BYTES;
 
 /// The folder a row's files are staged in for a channel: `<files_dir>/<session>.<row id>/`.
 /// `None` when the row id is not a plain name.

@@ -21,6 +21,9 @@ pub enum Refusal {
     Destination(String),
     /// No adapter serves the chat's channel type.
     NoAdapter(String),
+    /// The reply of a turn an inbound webhook started has nowhere to go: the agent group has
+    /// no channel destinations (or only ones no adapter serves).
+    NoFanoutDestination(String),
     /// The row's files were refused (links, FIFOs, paths outside the outbox, over a cap).
     Files(String),
     /// What another agent cannot receive (only plain messages with plain ids go there).
@@ -40,6 +43,7 @@ impl Refusal {
             Refusal::OverLimit(_) => "over_limit",
             Refusal::Destination(_) => "destination",
             Refusal::NoAdapter(_) => "no_adapter",
+            Refusal::NoFanoutDestination(_) => "no_fanout_destination",
             Refusal::Files(_) => "files",
             Refusal::ToAgent(_) => "to_agent",
             Refusal::Action(_) => "action",
@@ -56,6 +60,7 @@ impl Refusal {
             | Refusal::OverLimit(detail)
             | Refusal::Destination(detail)
             | Refusal::NoAdapter(detail)
+            | Refusal::NoFanoutDestination(detail)
             | Refusal::Files(detail)
             | Refusal::ToAgent(detail)
             | Refusal::Action(detail) => detail,

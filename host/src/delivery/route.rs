@@ -4,7 +4,9 @@
 //! A named destination must be a row of the agent group's `agent_destinations`. No name
 //! means the origin: for a session another agent started, the session that asked; otherwise
 //! the chat of the message being answered (when that chat is the session's own or wired to
-//! its agent group — what an agent-shared session needs), else the session's own chat.
+//! its agent group — what an agent-shared session needs), else the session's own chat. When
+//! that chat is an inbound webhook's (`webhook/<name>`), nobody reads it: the reply fans out
+//! to the agent group's channel destinations ([`Route::Fanout`]), outbound webhooks included.
 
 use super::Delivery;
 use crate::db::DbError;
@@ -23,6 +25,20 @@ pub enum Route {
     Agent { agent_group: AgentGroupId },
     /// Back to the session that asked (this session was started by another agent).
     Return { session: SessionId },
+    /// The reply of a turn the inbound webhook `hook` started: to each of the agent group's
+    /// channel destinations (none: the row is refused, see [`super::fanout`]).
+    Fanout {
+        hook: String,
+        targets: Vec<FanoutTarget>,
+    },
+}
+
+/// One destination a fanned-out reply goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FanoutTarget {
+    /// The destination's name in the agent group.
+    pub name: String,
+    pub address: ChatAddress,
 }
 
 /// The chat of an inbound row, as the host wrote it.
@@ -144,21 +160,70 @@ fn origin(
         && (stored.messaging_group_id.as_deref() == Some(chat.id.as_str())
             || !central::wirings::list_wirings(conn, Some(&chat.id), Some(group))?.is_empty())
     {
-        return Ok(Ok(Route::Chat(ChatAddress {
-            channel_type: chat.channel_type,
-            platform_id: chat.platform_id,
-            thread_id,
-        })));
+        return chat_or_fanout(
+            conn,
+            group,
+            ChatAddress {
+                channel_type: chat.channel_type,
+                platform_id: chat.platform_id,
+                thread_id,
+            },
+        );
     }
     let Some(chat_id) = stored.messaging_group_id else {
         return Ok(Err("the session has no origin chat".into()));
     };
     let chat = central::messaging_group(conn, &chat_id)?;
-    Ok(Ok(Route::Chat(ChatAddress {
-        channel_type: chat.channel_type,
-        platform_id: chat.platform_id,
-        thread_id: stored.thread_id,
-    })))
+    chat_or_fanout(
+        conn,
+        group,
+        ChatAddress {
+            channel_type: chat.channel_type,
+            platform_id: chat.platform_id,
+            thread_id: stored.thread_id,
+        },
+    )
+}
+
+/// The origin chat, unless it is an inbound webhook's: then the group's channel
+/// destinations (the hook's and other inbound hooks' chats left out: nobody reads them).
+fn chat_or_fanout(
+    conn: &rusqlite::Connection,
+    group: &AgentGroupId,
+    address: ChatAddress,
+) -> Result<Result<Route, String>, DbError> {
+    if address.channel_type != crate::edge::WEBHOOK_CHANNEL_TYPE
+        || !central::webhooks::is_inbound(conn, &address.platform_id)?
+    {
+        return Ok(Ok(Route::Chat(address)));
+    }
+    let mut targets = Vec::new();
+    for destination in destinations::destinations_for(conn, group)? {
+        let (DestinationType::Channel, Some(channel_type), Some(platform_id)) = (
+            destination.destination_type,
+            destination.channel_type,
+            destination.platform_id,
+        ) else {
+            continue;
+        };
+        if channel_type == crate::edge::WEBHOOK_CHANNEL_TYPE
+            && central::webhooks::is_inbound(conn, &platform_id)?
+        {
+            continue;
+        }
+        targets.push(FanoutTarget {
+            name: destination.name,
+            address: ChatAddress {
+                channel_type,
+                platform_id,
+                thread_id: destination.thread_id,
+            },
+        });
+    }
+    Ok(Ok(Route::Fanout {
+        hook: address.platform_id,
+        targets,
+    }))
 }
 
 fn named(

@@ -5,6 +5,10 @@ use crate::session::SessionRef;
 use protocol::{MessageId, Sender, Seq};
 use serde::{Deserialize, Serialize};
 
+/// The channel type of inbound webhooks (`crabpot webhooks create`): the router writes what
+/// they bring as `webhook` rows, not `chat` rows.
+pub const WEBHOOK_CHANNEL_TYPE: &str = "webhook";
+
 /// A message as a channel adapter reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundEvent {

@@ -20,9 +20,9 @@ pub use channel::{
 };
 pub use inbound::{
     AnswerError, Answered, InboundEvent, QuestionAnswer, RouteError, RouteOutcome, RoutedMessage,
-    Upload,
+    Upload, WEBHOOK_CHANNEL_TYPE,
 };
 pub use outgoing::{
-    Button, Capabilities, ChatAddress, Draft, HostMessage, Markup, OutgoingMessage, Rate,
-    RateLimits,
+    Button, Capabilities, ChatAddress, Draft, HostMessage, MAX_ATTACHMENT_BYTES, Markup,
+    OutgoingMessage, Rate, RateLimits,
 };

@@ -5,6 +5,10 @@ use protocol::{MessageId, Seq};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The largest file that crosses the edge either way: one the host takes from a session's
+/// outbox, and one a person sends on a platform.
+pub const MAX_ATTACHMENT_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Where a message goes on a platform.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ChatAddress {

@@ -295,6 +295,9 @@ impl Router {
             ..InboundContent::default()
         };
         let mut row = NewInboundRow::chat(&content);
+        if event.channel_type == crate::edge::WEBHOOK_CHANNEL_TYPE {
+            row.kind = protocol::InboundKind::Webhook;
+        }
         row.id = message_id.clone();
         row.trigger = target.trigger;
         row.channel_type = Some(event.channel_type.clone());

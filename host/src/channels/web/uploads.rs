@@ -13,7 +13,7 @@ use crate::edge::Upload;
 use std::path::PathBuf;
 
 /// The largest upload: the cap of every attachment.
-pub const MAX_UPLOAD_BYTES: u64 = crate::delivery::outbox::MAX_ATTACHMENT_BYTES;
+pub const MAX_UPLOAD_BYTES: u64 = crate::edge::MAX_ATTACHMENT_BYTES;
 
 /// Most files one message may carry.
 pub const MAX_UPLOADS_PER_MESSAGE: usize = 10;

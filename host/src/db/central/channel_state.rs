@@ -54,6 +54,15 @@ pub fn first_event(conn: &Connection, channel_type: &str, event_id: &str) -> Res
     )? > 0)
 }
 
+/// Whether `event_id` was recorded by [`first_event`] (and not forgotten since).
+pub fn seen_event(conn: &Connection, channel_type: &str, event_id: &str) -> Result<bool, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM channel_seen_events WHERE channel_type = ?1 AND event_id = ?2 AND seen_at >= ?3",
+        )?
+        .exists(params![channel_type, event_id, now_ms() - SEEN_EVENTS_KEEP_MS])?)
+}
+
 /// Forgets that `event_id` was seen (its event could not be stored after all, so the
 /// platform's retry must be taken).
 pub fn forget_event(conn: &Connection, channel_type: &str, event_id: &str) -> Result<(), DbError> {

@@ -25,6 +25,7 @@ pub mod uids;
 pub mod usage;
 pub mod web;
 pub mod web_chats;
+pub mod webhooks;
 pub mod wirings;
 
 use super::DbError;
@@ -57,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/central/008_web_chats.sql"),
     include_str!("../../../migrations/central/009_channel_state.sql"),
     include_str!("../../../migrations/central/010_live_drafts.sql"),
+    include_str!("../../../migrations/central/011_webhooks.sql"),
 ];
 
 /// Opens (creating if needed) and migrates the central DB.
