@@ -160,11 +160,14 @@ pub fn without_reply_fallback(event: &RoomEvent, body: &str) -> String {
     if !is_reply || !body.starts_with("> ") {
         return body.to_owned();
     }
-    let mut lines = body.lines();
-    for line in lines.by_ref() {
-        if !line.starts_with('>') {
-            break;
-        }
+    // Skip the quoted lines, then one empty line if there is one: a client that leaves the
+    // empty line out loses none of the person's words.
+    let mut lines = body
+        .lines()
+        .skip_while(|line| line.starts_with('>'))
+        .peekable();
+    if lines.peek().is_some_and(|line| line.trim().is_empty()) {
+        lines.next();
     }
     lines.collect::<Vec<_>>().join("\n")
 }

@@ -190,6 +190,15 @@ fn threads_mentions_and_reply_fallbacks() {
     assert_eq!(mapping::reply_target(&reply), Some("$earlier"));
     let mapped = mapping::message_event(&reply, &room(false), &bot()).unwrap();
     assert_eq!(mapped.event.text, "my answer");
+    // A client that leaves out the empty line after the quote loses no words.
+    let tight = message(json!({
+        "msgtype": "m.text", "body": "> <@bob:crabpot.test> earlier words\nmy answer\nand more",
+        "m.relates_to": {"m.in_reply_to": {"event_id": "$earlier"}},
+    }));
+    assert_eq!(
+        mapping::without_reply_fallback(&tight, tight.text("body").unwrap()),
+        "my answer\nand more"
+    );
 }
 
 #[test]
