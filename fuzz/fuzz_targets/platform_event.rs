@@ -1,12 +1,16 @@
 //! Fuzz target `platform_event`: arbitrary bytes as what a chat platform sends the host —
 //! a Telegram update, a Slack Events API body or event, a Discord `MESSAGE_CREATE` or
-//! `INTERACTION_CREATE` payload — through the adapters' own mapping, and as button data read
-//! back (`callback_data`, `custom_id`). Nothing may panic, and whatever is taken in names a
-//! sender of its own platform.
+//! `INTERACTION_CREATE` payload, a Matrix room event, an email, a webhook's signature
+//! headers — through the adapters' own mapping, and as button data read back
+//! (`callback_data`, `custom_id`, keycaps, `mxc://` URLs). Nothing may panic, whatever is
+//! taken in names a sender of its own platform, and no forged signature is accepted.
 
 #![no_main]
 
 use host::channels::discord::{components, inbound as discord};
+use host::channels::email::parse as email;
+use host::channels::matrix::{mapping as matrix, wire as matrix_wire};
+use host::channels::webhook::signature;
 use host::channels::slack::events as slack;
 use host::channels::telegram::{buttons, mapping, wire};
 use libfuzzer_sys::fuzz_target;
@@ -26,6 +30,17 @@ fuzz_target!(|data: &[u8]| {
         let _ = components::parse_custom_id(text);
         let _ = slack::mentions(text, "UBOT");
         let _ = discord::mentions_bot(text, "4242");
+        let _ = matrix::parse_mxc(text);
+        let _ = matrix::keycap_number(text);
+        let _ = matrix::numbered_options(text);
+        // A signature header made of fuzz never verifies: the secret is not in it.
+        let now = 1_700_000_000;
+        assert!(signature::verify(b"secret", Some(text), None, data, now).is_err());
+        assert!(signature::verify(b"secret", None, Some(text), data, now).is_err());
+    }
+    if let Ok(incoming) = email::parse(data, 1, 1, 1024) {
+        assert!(!incoming.from_address.is_empty());
+        let _ = incoming.thread_root();
     }
     if let Ok(update) = serde_json::from_slice::<wire::Update>(data)
         && let Some(message) = &update.message
@@ -47,4 +62,20 @@ fuzz_target!(|data: &[u8]| {
         sender_of(&received.event, "discord");
     }
     let _ = discord::press(&value);
+    if let Ok(event) = serde_json::from_value::<matrix_wire::RoomEvent>(value) {
+        let bot = matrix::BotIdentity {
+            user_id: "@crabpot:crabpot.test".into(),
+            display_name: Some("crabpot".into()),
+        };
+        let room = matrix::RoomView {
+            room_id: "!room:crabpot.test".into(),
+            is_group: true,
+            name: None,
+            sender_name: None,
+        };
+        if let Some(mapped) = matrix::message_event(&event, &room, &bot) {
+            sender_of(&mapped.event, "matrix");
+        }
+        let _ = matrix::reaction(&event, &room, &bot);
+    }
 });
