@@ -58,8 +58,14 @@ impl Mail {
 
 pub struct MailServer {
     dir: tempfile::TempDir,
+    /// SMTP with STARTTLS.
     pub smtp_port: u16,
+    /// SMTP with implicit TLS (as on 465).
+    pub smtps_port: u16,
+    /// IMAP with STARTTLS.
     pub imap_port: u16,
+    /// IMAP with implicit TLS (as on 993).
+    pub imaps_port: u16,
     dovecot: Option<Child>,
     postfix: Option<Child>,
 }
@@ -109,8 +115,9 @@ impl MailServer {
         // The servers' unprivileged processes (mail, dovecot, postfix) walk into it.
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
         make_certificates(&root)?;
-        let ports = free_ports(4)?;
+        let ports = free_ports(6)?;
         let (smtp_port, imap_port, lmtp_port, auth_port) = (ports[0], ports[1], ports[2], ports[3]);
+        let (smtps_port, imaps_port) = (ports[4], ports[5]);
 
         std::fs::write(
             root.join("users"),
@@ -123,7 +130,7 @@ impl MailServer {
         std::os::unix::fs::chown(&mail, Some(MAIL_UID), Some(MAIL_UID))?;
         std::fs::write(
             root.join("dovecot.conf"),
-            dovecot_conf(&root, [imap_port, lmtp_port, auth_port], idle),
+            dovecot_conf(&root, [imap_port, imaps_port, lmtp_port, auth_port], idle),
         )?;
         let dovecot = Command::new("dovecot")
             .arg("-F")
@@ -144,11 +151,16 @@ impl MailServer {
             postfix_dir.join("main.cf"),
             postfix_main_cf(&root, lmtp_port, auth_port),
         )?;
-        std::fs::write(postfix_dir.join("master.cf"), postfix_master_cf(smtp_port))?;
+        std::fs::write(
+            postfix_dir.join("master.cf"),
+            postfix_master_cf(smtp_port, smtps_port),
+        )?;
         let mut server = MailServer {
             dir,
             smtp_port,
+            smtps_port,
             imap_port,
+            imaps_port,
             dovecot: Some(dovecot),
             postfix: None,
         };
@@ -165,7 +177,9 @@ impl MailServer {
         let deadline = Instant::now() + START_TIMEOUT;
         for (port, what) in [
             (smtp_port, "postfix smtpd"),
+            (smtps_port, "postfix smtpd (implicit TLS)"),
             (imap_port, "dovecot imap"),
+            (imaps_port, "dovecot imaps"),
             (lmtp_port, "dovecot lmtp"),
             (auth_port, "dovecot auth"),
         ] {
@@ -243,16 +257,26 @@ impl MailServer {
         )
     }
 
-    /// The `CRABPOT_EMAIL_*` variables that point crabpot at this server as [`BOT`].
+    /// The `CRABPOT_EMAIL_*` variables that point crabpot at this server as [`BOT`], over
+    /// STARTTLS.
     pub fn bot_env(&self) -> Vec<(String, String)> {
+        self.bot_env_with(self.imap_port, self.smtp_port, "starttls")
+    }
+
+    /// Like [`MailServer::bot_env`], over implicit TLS for both IMAP and SMTP.
+    pub fn bot_env_tls(&self) -> Vec<(String, String)> {
+        self.bot_env_with(self.imaps_port, self.smtps_port, "tls")
+    }
+
+    fn bot_env_with(&self, imap: u16, smtp: u16, security: &str) -> Vec<(String, String)> {
         [
             ("CRABPOT_EMAIL_ADDRESS", BOT.to_owned()),
             ("CRABPOT_EMAIL_IMAP_HOST", "localhost".to_owned()),
-            ("CRABPOT_EMAIL_IMAP_PORT", self.imap_port.to_string()),
-            ("CRABPOT_EMAIL_IMAP_SECURITY", "starttls".to_owned()),
+            ("CRABPOT_EMAIL_IMAP_PORT", imap.to_string()),
+            ("CRABPOT_EMAIL_IMAP_SECURITY", security.to_owned()),
             ("CRABPOT_EMAIL_SMTP_HOST", "localhost".to_owned()),
-            ("CRABPOT_EMAIL_SMTP_PORT", self.smtp_port.to_string()),
-            ("CRABPOT_EMAIL_SMTP_SECURITY", "starttls".to_owned()),
+            ("CRABPOT_EMAIL_SMTP_PORT", smtp.to_string()),
+            ("CRABPOT_EMAIL_SMTP_SECURITY", security.to_owned()),
             ("CRABPOT_EMAIL_PASSWORD", BOT_PASSWORD.to_owned()),
             (
                 "CRABPOT_EMAIL_CA_FILE",

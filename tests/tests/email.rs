@@ -11,6 +11,7 @@
 //! - a host stopped, or killed, loses and repeats nothing (the UID is stored only once each
 //!   message is durable);
 //! - where the IMAP server has no IDLE, the mailbox is polled and mail is still answered;
+//! - over implicit TLS (IMAPS, and SMTP as on port 465) an email is answered too;
 //! - a reply while the SMTP server is down is retried until it is back (the adapter's health
 //!   says meanwhile that sending fails) and arrives once;
 //! - in `chat_mode = mailbox` the whole mailbox is one group chat and replies still go to
@@ -475,6 +476,36 @@ async fn without_idle_the_mailbox_is_polled() {
     .unwrap();
     let reply = reply_containing(&mail, "are you polling").await;
     assert_eq!(header(&reply, "In-Reply-To"), "<poll.1@crabpot.test>");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_implicit_tls_an_email_is_answered() {
+    if !require_docker("over_implicit_tls_an_email_is_answered").await {
+        return;
+    }
+    let mail = MailServer::start().await.unwrap();
+    let fake = FakeModel::start().unwrap();
+    // IMAP on the IMAPS port and SMTP on the port-465 kind: TLS from the first byte.
+    let mut options = HostOptions::with_model(ModelConfig::openai(&fake));
+    for (name, value) in mail.bot_env_tls() {
+        options = options.env(name, value);
+    }
+    let host = HostProcess::start(options.env("CRABPOT_EMAIL_POLL_SECONDS", "20"))
+        .await
+        .unwrap();
+    wait_health(&host, &mail, "connected").await;
+    wire_alice(&host).await;
+    mail.send(
+        ALICE,
+        BOT,
+        &email("tls.1@crabpot.test", "Sealed", None, "over tls please"),
+    )
+    .await
+    .unwrap();
+    let reply = reply_containing(&mail, "over tls please").await;
+    // The host knew only the implicit-TLS ports, so both the mail in and the reply out
+    // crossed them.
+    assert_eq!(header(&reply, "In-Reply-To"), "<tls.1@crabpot.test>");
 }
 
 #[tokio::test(flavor = "multi_thread")]

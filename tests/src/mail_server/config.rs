@@ -104,9 +104,11 @@ const CAPABILITIES_WITHOUT_IDLE: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID EN
     THREAD=REFERENCES MULTIAPPEND UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED \
     I18NLEVEL=1 CONDSTORE ESEARCH SEARCHRES WITHIN LITERAL+";
 
-pub(super) fn dovecot_conf(dir: &Path, ports: [u16; 3], idle: bool) -> String {
+/// Dovecot's configuration; `ports` are IMAP (STARTTLS), IMAPS (implicit TLS), LMTP and the
+/// auth service for Postfix.
+pub(super) fn dovecot_conf(dir: &Path, ports: [u16; 4], idle: bool) -> String {
     let d = dir.display();
-    let [imap, lmtp, auth] = ports;
+    let [imap, imaps, lmtp, auth] = ports;
     let capabilities = if idle {
         String::new()
     } else {
@@ -143,7 +145,9 @@ service imap-login {{
     port = {imap}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
+    ssl = yes
   }}
 }}
 service lmtp {{
@@ -214,9 +218,13 @@ smtputf8_enable = no
     )
 }
 
-/// Postfix's services: one smtpd on loopback, the rest private to the queue folder.
-pub(super) fn postfix_master_cf(smtp: u16) -> String {
-    let mut out = format!("127.0.0.1:{smtp} inet n - n - - smtpd\n");
+/// Postfix's services: an smtpd on loopback with STARTTLS (`smtp`) and one with implicit
+/// TLS (`smtps`, as on port 465), the rest private to the queue folder.
+pub(super) fn postfix_master_cf(smtp: u16, smtps: u16) -> String {
+    let mut out = format!(
+        "127.0.0.1:{smtp} inet n - n - - smtpd\n\
+         127.0.0.1:{smtps} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt\n"
+    );
     for line in [
         "pickup unix n - n 60 1 pickup",
         "cleanup unix n - n - 0 cleanup",
