@@ -6,7 +6,7 @@ DATA_DIR ?= data
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CRABPOT := $(TARGET_DIR)/debug/crabpot
 
-.PHONY: build image run test test-deps check-docker fmt clippy bench
+.PHONY: build image image-toolbox run test test-deps check-docker fmt clippy bench
 .PHONY: fuzz fuzz-smoke crash-test
 
 build:
@@ -15,6 +15,13 @@ build:
 # The agent image, built offline: FROM scratch + static agent-runner + busybox.
 image:
 	bash container/build.sh
+
+# The toolbox image `crabpot-agent-toolbox`, built offline: a Debian root filesystem made by
+# mmdebstrap from Debian's packages (git, Python, Node.js, curl, ripgrep, Chromium), cached in
+# /var/tmp/crabpot-toolbox, plus the same static agent-runner. A group picks it with
+# `crabpot groups update G --image toolbox`.
+image-toolbox:
+	bash container/toolbox/build.sh
 
 # Builds everything, starts the host with the defaults, prints the web address and a one-time
 # login link (for web:$USER, made an owner), and opens a terminal chat with `main`.
@@ -92,5 +99,5 @@ test-deps:
 
 test: test-deps check-docker fmt clippy
 	$(CARGO) build --workspace
-	@if [ "$${CRABPOT_SKIP_DOCKER:-}" != "1" ]; then $(MAKE) --no-print-directory image; fi
+	@if [ "$${CRABPOT_SKIP_DOCKER:-}" != "1" ]; then $(MAKE) --no-print-directory image image-toolbox; fi
 	$(CARGO) test --workspace --no-fail-fast

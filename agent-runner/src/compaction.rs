@@ -4,12 +4,15 @@
 //! the model to condense the older turns into one note ([`SUMMARY_SYSTEM_PROMPT`]) and
 //! replaces them in the transcript with an [`Entry::Summary`], keeping the last
 //! [`KEEP_RECENT_TURNS`] turns verbatim (or only the current one when that is not enough).
+//! Images count as [`TOKENS_PER_IMAGE`] each for the few that are sent; the summariser
+//! sees them named, never as image input.
 //!
 //! The summarisation request is recognisable by its system prompt (it starts with
 //! "You condense") and its empty tool list. If it fails, the turn goes on with the full
 //! conversation and compaction is not tried again in that turn.
 
 use crate::config::Limits;
+use crate::model::images::{ImageInputs, MAX_SENT_IMAGES};
 use crate::model::{ModelClient, ModelError, ModelRequest};
 use crate::tools::ToolDefinition;
 use crate::transcript::{Entry, Transcript, TranscriptError};
@@ -32,6 +35,11 @@ pub const KEEP_RECENT_TURNS: usize = 2;
 pub const CHARS_PER_TOKEN: usize = 4;
 /// Per-message overhead of the chat formats, in tokens.
 const TOKENS_PER_ENTRY: usize = 4;
+/// What one image sent as input costs, in tokens: the providers scale a large image down to
+/// about 1.15 megapixels, which is about 1600 tokens (Anthropic: width * height / 750).
+pub const TOKENS_PER_IMAGE: usize = 1600;
+/// The length of an image's text placeholder, in characters, roughly.
+const IMAGE_PLACEHOLDER_CHARS: usize = 100;
 /// Most tokens the summary may take.
 const MAX_SUMMARY_TOKENS: u32 = 2048;
 /// Longest tool result or call arguments shown to the summariser, in characters.
@@ -78,7 +86,12 @@ pub fn estimate_tokens(system: &str, entries: &[Entry], tools: &[ToolDefinition]
     for tool in tools {
         chars += tool.name.len() + tool.description.len() + tool.parameters.to_string().len();
     }
-    u32::try_from(chars / CHARS_PER_TOKEN).unwrap_or(u32::MAX)
+    // The newest images are sent as image input; older ones are a line of text each.
+    let n_images: usize = entries.iter().map(|entry| entry.images().len()).sum();
+    let n_sent = n_images.min(MAX_SENT_IMAGES);
+    let tokens = chars / CHARS_PER_TOKEN + n_sent * TOKENS_PER_IMAGE;
+    let tokens = tokens + (n_images - n_sent) * IMAGE_PLACEHOLDER_CHARS / CHARS_PER_TOKEN;
+    u32::try_from(tokens).unwrap_or(u32::MAX)
 }
 
 /// The index of the first entry kept verbatim: the start of the `keep_turns`-th last turn.
@@ -126,13 +139,17 @@ pub async fn compact_if_needed(
     let request_entries = [Entry::User {
         text: format!("Condense this conversation history:\n\n{history}"),
         seqs: Vec::new(),
+        images: Vec::new(),
     }];
+    // The summariser reads the history as text: images are named, not sent.
+    let no_images = ImageInputs::none();
     let request = ModelRequest {
         model: &limits.config.model,
         system: SUMMARY_SYSTEM_PROMPT,
         entries: &request_entries,
         tools: &[],
         max_output_tokens: limits.config.max_output_tokens.min(MAX_SUMMARY_TOKENS),
+        images: &no_images,
     };
     let summary = match model.complete(&request).await {
         Ok(response) if !response.text.trim().is_empty() => response.text.trim().to_owned(),
@@ -173,7 +190,15 @@ fn render_history(entries: &[Entry], budget: usize) -> String {
             Entry::Summary { text: summary, .. } => {
                 text.push_str(&format!("(summary of what came before)\n{summary}\n\n"));
             }
-            Entry::User { text: user, .. } => text.push_str(&format!("{user}\n\n")),
+            Entry::User {
+                text: user, images, ..
+            } => {
+                text.push_str(user);
+                for image in images {
+                    text.push_str(&format!(" {}", image.describe()));
+                }
+                text.push_str("\n\n");
+            }
             Entry::Assistant {
                 text: said,
                 tool_calls,
@@ -191,14 +216,21 @@ fn render_history(entries: &[Entry], budget: usize) -> String {
                 text.push('\n');
             }
             Entry::ToolResult {
-                content, is_error, ..
+                content,
+                is_error,
+                images,
+                ..
             } => {
                 let label = if *is_error {
                     "tool error"
                 } else {
                     "tool result"
                 };
-                text.push_str(&format!("{label}: {}\n\n", shorten(content)));
+                text.push_str(&format!("{label}: {}", shorten(content)));
+                for image in images {
+                    text.push_str(&format!(" {}", image.describe()));
+                }
+                text.push_str("\n\n");
             }
         }
     }
@@ -233,6 +265,7 @@ mod tests {
         Entry::User {
             text: format!("[seq {seq}] Ann: hello"),
             seqs: vec![seq],
+            images: Vec::new(),
         }
     }
 
@@ -285,10 +318,30 @@ mod tests {
                 call_id: "c".into(),
                 content: "y".repeat(4000),
                 is_error: false,
+                images: Vec::new(),
             },
         ];
         let estimate = estimate_tokens(&"s".repeat(40), &entries, &[]);
         assert_eq!(estimate, (40 + 3 * 16 + 18 + 405 + 4001) / 4);
+        let image = crate::image::ImageRef {
+            file: "a.png".into(),
+            format: crate::image::ImageFormat::Png,
+            width: 800,
+            height: 600,
+            name: "a.png".into(),
+            bytes: 100,
+        };
+        let with_images = [Entry::ToolResult {
+            call_id: "c".into(),
+            content: String::new(),
+            is_error: false,
+            images: vec![image; MAX_SENT_IMAGES + 2],
+        }];
+        let estimate = estimate_tokens("", &with_images, &[]);
+        assert_eq!(
+            estimate as usize,
+            (16 + 1) / 4 + MAX_SENT_IMAGES * TOKENS_PER_IMAGE + 2 * 100 / 4
+        );
     }
 
     #[test]
@@ -311,6 +364,7 @@ mod tests {
                 call_id: "c".into(),
                 content: "no such file".into(),
                 is_error: true,
+                images: Vec::new(),
             },
         ];
         assert_eq!(

@@ -15,13 +15,17 @@
 //! rendered per provider), [`clock`] (UTC times for the model), [`http`] (the unix-socket
 //! client) and [`sse`] (the event-stream parser).
 
+pub mod browser;
 pub mod clock;
 pub mod commands;
 pub mod compaction;
 pub mod config;
+pub mod egress;
 pub mod heartbeat;
 pub mod http;
+pub mod image;
 pub mod live;
+pub mod mcp;
 pub mod model;
 pub mod prompt;
 pub mod runner;

@@ -1,7 +1,8 @@
 //! What the model reads: the system prompt ([`system_prompt`]: the group's `AGENT.md`, its
 //! skills from `skills/*/SKILL.md` ([`load_skills`]), the destinations, and how messages and
 //! tools work) and inbound rows rendered as user text ([`render_rows`]: one
-//! `[seq 12 at 2025-06-01 09:00 UTC] Ann: text` line per row).
+//! `[seq 12 at 2025-06-01 09:00 UTC] Ann: text` line per row; [`attachment_files`] names
+//! their attachments, so images among them can reach the model as image input).
 
 use crate::clock::format_minutes;
 use protocol::paths::AGENT_INSTRUCTIONS;
@@ -9,7 +10,7 @@ use protocol::{
     Destination, DestinationType, InboundContent, InboundKind, InboundRow, SessionPaths,
 };
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 /// The folder of skills inside the group folder: `skills/<name>/SKILL.md`.
 pub const SKILLS_DIR: &str = "skills";
@@ -141,6 +142,39 @@ use `schedule_task`. A seq names a message: use it with `edit_message` and `add_
     prompt
 }
 
+/// A row's content; content that is not the expected JSON is shown raw.
+fn row_content(row: &InboundRow) -> InboundContent {
+    serde_json::from_str(&row.content).unwrap_or_else(|error| {
+        tracing::warn!(seq = %row.seq, %error, "inbound content is not the expected JSON; showing it raw");
+        InboundContent {
+            text: row.content.clone(),
+            ..InboundContent::default()
+        }
+    })
+}
+
+/// The attachments of `rows` as (file name, path in the inbox), in row order. A name that
+/// is not a plain file name (the host never writes one) is left out.
+pub fn attachment_files(rows: &[InboundRow], paths: &SessionPaths) -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
+    for row in rows {
+        let inbox = paths.inbox(row.id.as_str());
+        for name in row_content(row).attachments {
+            let mut components = Path::new(&name).components();
+            let plain = matches!(
+                (components.next(), components.next()),
+                (Some(Component::Normal(_)), None)
+            );
+            if plain {
+                files.push((name.clone(), inbox.join(&name)));
+            } else {
+                tracing::warn!(seq = %row.seq, "an attachment name is not a plain file name");
+            }
+        }
+    }
+    files
+}
+
 /// New inbound rows as one user message, a line per row.
 pub fn render_rows(rows: &[InboundRow], paths: &SessionPaths) -> String {
     let mut text = String::new();
@@ -148,13 +182,7 @@ pub fn render_rows(rows: &[InboundRow], paths: &SessionPaths) -> String {
         if !text.is_empty() {
             text.push('\n');
         }
-        let content: InboundContent = serde_json::from_str(&row.content).unwrap_or_else(|error| {
-            tracing::warn!(seq = %row.seq, %error, "inbound content is not the expected JSON; showing it raw");
-            InboundContent {
-                text: row.content.clone(),
-                ..InboundContent::default()
-            }
-        });
+        let content = row_content(row);
         let who = match row.kind {
             InboundKind::Chat | InboundKind::Webhook => content
                 .sender

@@ -121,6 +121,14 @@ impl Runner {
             n_transcript_entries = transcript.entries().len(),
             "session opened"
         );
+        // The group's MCP servers (none without /group/mcp.json); their tools join the set.
+        let tools = ToolRegistry::standard();
+        let mcp_tools = crate::mcp::start(
+            &options.group_dir,
+            &options.paths.work_dir(),
+            tools.definitions(),
+        )
+        .await;
         Ok(Self {
             workspace: Workspace::new(options.paths.work_dir()),
             live: LiveClient::new(options.paths.proxy_socket()),
@@ -129,7 +137,7 @@ impl Runner {
             store,
             limits,
             model,
-            tools: ToolRegistry::standard(),
+            tools: tools.with_extra(mcp_tools),
             transcript,
             fresh: true,
         })
@@ -373,6 +381,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunnerError> {
     tokio::pin!(shutdown);
+    // HTTP(S)_PROXY inside the container: 127.0.0.1:3128 piped to the proxy socket.
+    let _egress = crate::egress::start(&options.paths.proxy_socket()).await;
     let runner = tokio::select! {
         biased;
         () = &mut shutdown => return Ok(()),

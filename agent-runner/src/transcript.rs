@@ -9,6 +9,7 @@
 //! Compaction replaces the older entries with one [`Entry::Summary`], and `/clear` empties
 //! the transcript; both rewrite the file atomically ([`Transcript::replace`]).
 
+use crate::image::ImageRef;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
 use std::fs::OpenOptions;
@@ -56,6 +57,9 @@ pub enum Entry {
         text: String,
         #[serde(default)]
         seqs: Vec<i64>,
+        /// Images people sent with these messages (older transcripts have none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        images: Vec<ImageRef>,
     },
     /// What the model answered: text and the tool calls it asked for.
     Assistant {
@@ -70,6 +74,9 @@ pub enum Entry {
         content: String,
         #[serde(default)]
         is_error: bool,
+        /// Images the tool returned (a screenshot); older transcripts have none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        images: Vec<ImageRef>,
     },
     /// Older turns condensed by the model into one note; shown to the model as a user
     /// message. `seqs` are the inbound rows the condensed turns held.
@@ -84,6 +91,14 @@ impl Entry {
     /// The text a summary is shown to the model as.
     pub fn summary_text(text: &str) -> String {
         format!("{SUMMARY_HEADING}\n\n{text}")
+    }
+
+    /// The images this entry carries, oldest first.
+    pub fn images(&self) -> &[ImageRef] {
+        match self {
+            Entry::User { images, .. } | Entry::ToolResult { images, .. } => images,
+            Entry::Assistant { .. } | Entry::Summary { .. } => &[],
+        }
     }
 }
 
@@ -213,6 +228,7 @@ pub fn for_model(entries: &[Entry]) -> Vec<Entry> {
                 call_id,
                 content: INTERRUPTED_TOOL_RESULT.to_owned(),
                 is_error: true,
+                images: Vec::new(),
             });
         }
     };
@@ -247,6 +263,7 @@ mod tests {
         Entry::User {
             text: text.into(),
             seqs: seqs.to_vec(),
+            images: Vec::new(),
         }
     }
 
@@ -263,6 +280,7 @@ mod tests {
             call_id: id.into(),
             content: "ok".into(),
             is_error: false,
+            images: Vec::new(),
         }
     }
 
@@ -292,6 +310,37 @@ mod tests {
         assert_eq!(resumed.entries(), entries.as_slice());
         assert!(resumed.contains_seq(2));
         assert!(!resumed.contains_seq(4));
+    }
+
+    /// Lines written before images existed still load, and entries without images are
+    /// written exactly as before.
+    #[test]
+    fn entries_without_images_keep_their_old_shape() {
+        let old = r#"{"type":"tool_result","call_id":"c1","content":"ok","is_error":false}"#;
+        let entry: Entry = serde_json::from_str(old).unwrap();
+        assert_eq!(entry, result("c1"));
+        assert_eq!(serde_json::to_string(&entry).unwrap(), old);
+        let old_user = r#"{"type":"user","text":"hi","seqs":[2]}"#;
+        let entry: Entry = serde_json::from_str(old_user).unwrap();
+        assert_eq!(serde_json::to_string(&entry).unwrap(), old_user);
+        let image = crate::image::ImageRef {
+            file: "0190.png".into(),
+            format: crate::image::ImageFormat::Png,
+            width: 800,
+            height: 600,
+            name: ".previews/index-800x600.png".into(),
+            bytes: 1234,
+        };
+        let with_image = Entry::ToolResult {
+            call_id: "c2".into(),
+            content: "saved".into(),
+            is_error: false,
+            images: vec![image.clone()],
+        };
+        let line = serde_json::to_string(&with_image).unwrap();
+        assert!(line.contains(r#""format":"png""#), "{line}");
+        assert_eq!(serde_json::from_str::<Entry>(&line).unwrap(), with_image);
+        assert_eq!(with_image.images(), [image]);
     }
 
     #[test]
@@ -347,6 +396,7 @@ mod tests {
             call_id: id.into(),
             content: INTERRUPTED_TOOL_RESULT.into(),
             is_error: true,
+            images: Vec::new(),
         };
         assert_eq!(
             for_model(&entries),

@@ -6,7 +6,9 @@
 //! unless a tool already sent there during the turn — never both; empty text sends nothing.
 //! When the model cannot be reached the user is told why, and the rows are still completed,
 //! so nothing hangs. Before each model call the conversation is compacted when it would
-//! outgrow the context window (`compaction`).
+//! outgrow the context window (`compaction`). Images people attach, and images a tool
+//! returns (`TurnEffects::images`), are kept under `out/images/` and referred to by the user
+//! entry or the tool result; the newest few are sent with each request (`model::images`).
 //!
 //! While the model writes what may be the final reply, its text is drafted live to the host
 //! (`live::ReplyDraft`); a response that calls a tool takes its draft back. An allowed `/stop`
@@ -16,7 +18,9 @@
 
 use crate::compaction::{self, Compaction};
 use crate::config::{Limits, ToolLimits};
+use crate::image::ImageStore;
 use crate::live::{LiveClient, ReplyDraft};
+use crate::model::images::ImageInputs;
 use crate::model::{ModelClient, ModelRequest, StreamNote};
 use crate::prompt;
 use crate::stop::{self, StopRequest};
@@ -136,6 +140,7 @@ pub async fn run_turn(
         &destinations,
     );
     let config = &context.limits.config;
+    let images = ImageStore::in_out_dir(&context.paths.out_dir());
     let transcript = context.transcript;
     let mut effects = TurnEffects::default();
     let mut model_calls = 0;
@@ -159,9 +164,22 @@ pub async fn run_turn(
         (TurnOutcome::Recovered, final_reply(&text, &effects))
     } else {
         if !new_rows.is_empty() {
+            let attachments = prompt::attachment_files(&new_rows, context.paths);
+            let images = if attachments.is_empty() {
+                Vec::new()
+            } else {
+                let store = images.clone();
+                tokio::task::spawn_blocking(move || store.keep_files(&attachments))
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(%error, "could not keep the attached images");
+                        Vec::new()
+                    })
+            };
             transcript.append(Entry::User {
                 text: prompt::render_rows(&new_rows, context.paths),
                 seqs: new_rows.iter().map(|row| row.seq.0).collect(),
+                images,
             })?;
         }
         let mut last_text = String::new();
@@ -199,12 +217,15 @@ pub async fn run_turn(
                 }
             }
             let entries = transcript::for_model(transcript.entries());
+            // At most a few megabytes of local files, read once per model call.
+            let image_inputs = ImageInputs::load(&entries, &images, config.vision);
             let request = ModelRequest {
                 model: &config.model,
                 system: &system,
                 entries: &entries,
                 tools: context.tools.definitions(),
                 max_output_tokens: config.max_output_tokens,
+                images: &image_inputs,
             };
             model_calls += 1;
             let mut noting = |note: StreamNote<'_>| draft.note(note);
@@ -251,6 +272,7 @@ pub async fn run_turn(
                     () = context.stop.stopped() => None,
                     result = context.tools.run(&mut tool_context, call) => Some(result),
                 };
+                let call_images = std::mem::take(&mut effects.images);
                 let Some(result) = result else {
                     close_stopped_calls(
                         context.store,
@@ -265,6 +287,7 @@ pub async fn run_turn(
                     call_id: call.id.clone(),
                     content: result.content,
                     is_error: result.is_error,
+                    images: call_images,
                 })?;
             }
             if cut_short {
@@ -352,6 +375,7 @@ async fn close_stopped_calls(
             call_id: call.id.clone(),
             content: stop::STOPPED_TOOL_RESULT.to_owned(),
             is_error: true,
+            images: Vec::new(),
         })?;
     }
     if let Err(error) = store.call(|store| store.set_current_tool(None)).await {
@@ -472,10 +496,12 @@ mod tests {
             call_id: id.into(),
             content: String::new(),
             is_error,
+            images: Vec::new(),
         };
         let user = Entry::User {
             text: "q".into(),
             seqs: vec![2],
+            images: Vec::new(),
         };
         let turn = |calls: Vec<ToolCall>, results: Vec<Entry>| {
             let mut entries = vec![user.clone()];

@@ -273,6 +273,7 @@ async fn older_turns_are_summarised_near_the_context_limit() {
             .append(agent_runner::transcript::Entry::User {
                 text: format!("[seq {seq}] Ann: turn {turn} {}", "x".repeat(20_000)),
                 seqs: vec![seq],
+                images: Vec::new(),
             })
             .unwrap();
         transcript

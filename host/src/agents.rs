@@ -329,8 +329,15 @@ mod tests {
         assert!(taken.unwrap_err().contains("already has a destination"));
 
         // Policies `allow` and `deny`.
-        groups::update_agent_group(&conn, &main, None, None, Some(CreateAgentPolicy::Allow))
-            .unwrap();
+        groups::update_agent_group(
+            &conn,
+            &main,
+            &groups::GroupChanges {
+                create_agent_policy: Some(CreateAgentPolicy::Allow),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let allowed = request(
             &mut conn,
             &session,
@@ -341,8 +348,15 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(allowed, RequestOutcome::Created(_)), "{allowed:?}");
-        groups::update_agent_group(&conn, &main, None, None, Some(CreateAgentPolicy::Deny))
-            .unwrap();
+        groups::update_agent_group(
+            &conn,
+            &main,
+            &groups::GroupChanges {
+                create_agent_policy: Some(CreateAgentPolicy::Deny),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let denied = request(
             &mut conn,
             &session,

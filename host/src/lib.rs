@@ -21,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod delivery;
 pub mod edge;
+pub mod egress;
 pub mod fd_budget;
 pub mod log_gate;
 pub mod metrics;

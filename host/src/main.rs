@@ -184,6 +184,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Tokens(_) => "tokens",
         Command::Web(_) => "web",
         Command::Webhooks(_) => "webhooks",
+        Command::Egress(_) => "egress",
     }
 }
 

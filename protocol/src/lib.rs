@@ -27,6 +27,7 @@ pub mod schema;
 pub mod seq;
 pub mod series;
 pub mod time;
+pub mod web;
 
 pub use actions::{Action, ActionError};
 pub use content::{

@@ -230,6 +230,10 @@ pub struct SessionConfig {
     /// names it when a write fails for lack of space.
     #[serde(default)]
     pub disk_quota_mb: u64,
+    /// Whether the model can see images: true sends screenshots and images people send as
+    /// image input; false describes each as text (`[image: name, WxH]`).
+    #[serde(default = "vision_default")]
+    pub vision: bool,
 }
 
 /// The context window assumed when [`SessionConfig::context_window_tokens`] is 0.
@@ -238,6 +242,10 @@ pub const DEFAULT_CONTEXT_WINDOW_TOKENS: u32 = 128_000;
 pub const DEFAULT_COMPACT_AT_PERCENT: u8 = 80;
 
 fn watch_files_default() -> bool {
+    true
+}
+
+fn vision_default() -> bool {
     true
 }
 
@@ -254,6 +262,7 @@ impl Default for SessionConfig {
             context_window_tokens: 0,
             compact_at_percent: 0,
             disk_quota_mb: 0,
+            vision: true,
         }
     }
 }
@@ -285,5 +294,6 @@ mod tests {
         assert!(config.watch_files);
         assert_eq!(config.context_window_tokens, 0);
         assert_eq!(config.compact_at_percent, 0);
+        assert!(config.vision);
     }
 }

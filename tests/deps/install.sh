@@ -27,6 +27,8 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
 [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# mmdebstrap makes the toolbox image's Debian root filesystem (container/toolbox/rootfs.sh).
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests/deps/install.sh: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2

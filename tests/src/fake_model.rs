@@ -24,7 +24,7 @@ mod request;
 mod respond;
 
 pub use reply::{Reply, ReplyContent, StreamPacing, ToolCall, Usage};
-pub use request::{Api, RecordedRequest, echo_reply};
+pub use request::{Api, RecordedImage, RecordedRequest, echo_reply};
 
 #[cfg(test)]
 use respond::split_every;

@@ -2,9 +2,12 @@
 //! [`ModelRequest`] into its JSON (strictly alternating user/assistant messages of content
 //! blocks), [`StreamDecoder`] follows the event stream (`message_start`,
 //! `content_block_start|delta|stop`, `message_delta`, `message_stop`, `error`),
-//! [`parse_response`] reads a non-streaming answer.
+//! [`parse_response`] reads a non-streaming answer. Images go as `image` blocks (base64
+//! source) in the user message or inside the `tool_result` they belong to.
 
+use super::images::ImageInputs;
 use super::{ModelError, ModelRequest, ModelResponse, StreamNote};
+use crate::image::ImageRef;
 use crate::sse::SseEvent;
 use crate::transcript::{Entry, ToolCall};
 use serde_json::{Value, json};
@@ -19,13 +22,15 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
     let mut messages: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for entry in request.entries {
         let (role, blocks) = match entry {
-            Entry::User { text, .. } => {
+            Entry::User { text, images, .. } => {
                 let text = if text.trim().is_empty() {
                     "(empty message)"
                 } else {
                     text.as_str()
                 };
-                ("user", vec![json!({"type": "text", "text": text})])
+                let mut blocks = vec![json!({"type": "text", "text": text})];
+                blocks.extend(image_blocks(images, request.images));
+                ("user", blocks)
             }
             Entry::Summary { text, .. } => (
                 "user",
@@ -53,11 +58,20 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
                 call_id,
                 content,
                 is_error,
+                images,
             } => {
-                let content = if content.is_empty() {
+                let text = if content.is_empty() {
                     "(no output)"
                 } else {
                     content.as_str()
+                };
+                // A result with images is a list of blocks; one without stays a string.
+                let content = if images.is_empty() {
+                    json!(text)
+                } else {
+                    let mut blocks = vec![json!({"type": "text", "text": text})];
+                    blocks.extend(image_blocks(images, request.images));
+                    Value::Array(blocks)
                 };
                 let mut block =
                     json!({"type": "tool_result", "tool_use_id": call_id, "content": content});
@@ -102,6 +116,24 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
         body["tools"] = Value::Array(super::tool_schema::anthropic_tools(request.tools));
     }
     body
+}
+
+/// An `image` block for each image sent, a text block for each one described instead.
+fn image_blocks(images: &[ImageRef], inputs: &ImageInputs) -> Vec<Value> {
+    images
+        .iter()
+        .map(|image| match inputs.data(image) {
+            Some(data) => json!({
+                "type": "image",
+                "source": {
+                    "type": "base64",
+                    "media_type": image.format.media_type(),
+                    "data": data,
+                },
+            }),
+            None => json!({"type": "text", "text": inputs.placeholder(image)}),
+        })
+        .collect()
 }
 
 /// `tool_use.input` must be an object; arguments that were not one (the model got an error
@@ -433,6 +465,24 @@ mod tests {
         let (entries, tools) = fixtures::conversation();
         let request = fixtures::request(&entries, &tools);
         insta::assert_json_snapshot!(render_request(&request));
+    }
+
+    #[test]
+    fn request_rendering_with_images() {
+        let (_dir, entries, images) = fixtures::conversation_with_images();
+        let request = ModelRequest {
+            images: &images,
+            ..fixtures::request(&entries, &[])
+        };
+        insta::assert_json_snapshot!(render_request(&request));
+        let blind = ImageInputs::none();
+        let request = ModelRequest {
+            images: &blind,
+            ..fixtures::request(&entries, &[])
+        };
+        let body = render_request(&request).to_string();
+        assert!(!body.contains(r#""type":"image""#), "{body}");
+        assert!(body.contains("[image: cat.png, 800x600] (this model cannot see images"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Calling the model through the host proxy. [`ModelClient::complete`] renders a
 //! provider-neutral [`ModelRequest`] for the session's provider ([`openai`] or [`anthropic`],
-//! with the tool definitions rendered and normalised by [`tool_schema`]),
-//! posts it, decodes the SSE stream (or a plain JSON response) into a [`ModelResponse`], and
+//! with the tool definitions rendered and normalised by [`tool_schema`] and the images
+//! chosen by [`images`]), posts it, decodes the SSE stream (or a plain JSON response) into a
+//! [`ModelResponse`], and
 //! retries 429 and 5xx answers with exponential backoff ([`RetryPolicy`]).
 //! [`ModelClient::complete_noting`] also reports the stream as it is decoded ([`StreamNote`]:
 //! text deltas, the first tool call, a retry), which is what live drafts are made of.
@@ -10,6 +11,7 @@
 //! model cannot be reached, taken verbatim from the proxy's JSON error body where there is one.
 
 pub mod anthropic;
+pub mod images;
 pub mod openai;
 pub mod tool_schema;
 
@@ -39,6 +41,8 @@ pub struct ModelRequest<'a> {
     pub entries: &'a [Entry],
     pub tools: &'a [ToolDefinition],
     pub max_output_tokens: u32,
+    /// The images sent with this request; the others are described as text.
+    pub images: &'a images::ImageInputs,
 }
 
 /// What the model answered.
@@ -466,6 +470,7 @@ pub(crate) mod fixtures {
             Entry::User {
                 text: "[seq 2] Ann: tell the family I'm late".into(),
                 seqs: vec![2],
+                images: Vec::new(),
             },
             Entry::Assistant {
                 text: "I'll let them know.".into(),
@@ -479,6 +484,7 @@ pub(crate) mod fixtures {
                 call_id: "call_1".into(),
                 content: "unknown destination \"famly\"; valid destinations: family".into(),
                 is_error: true,
+                images: Vec::new(),
             },
             Entry::Assistant {
                 text: String::new(),
@@ -492,6 +498,7 @@ pub(crate) mod fixtures {
                 call_id: "call_2".into(),
                 content: "sent (seq 5)".into(),
                 is_error: false,
+                images: Vec::new(),
             },
             Entry::Assistant {
                 text: "Done: I told the family.".into(),
@@ -500,6 +507,7 @@ pub(crate) mod fixtures {
             Entry::User {
                 text: "[seq 6] Ann: thanks\n[seq 8] system: the family chat is muted".into(),
                 seqs: vec![6, 8],
+                images: Vec::new(),
             },
             Entry::Assistant {
                 text: String::new(),
@@ -513,6 +521,7 @@ pub(crate) mod fixtures {
                 call_id: "call_3".into(),
                 content: "invalid arguments for send_message: arguments are not valid JSON".into(),
                 is_error: true,
+                images: Vec::new(),
             },
         ];
         // One tool is enough here; the whole list has snapshots of its own in `tool_schema`.
@@ -524,12 +533,60 @@ pub(crate) mod fixtures {
     }
 
     pub fn request<'a>(entries: &'a [Entry], tools: &'a [ToolDefinition]) -> ModelRequest<'a> {
+        static NO_IMAGES: std::sync::LazyLock<images::ImageInputs> =
+            std::sync::LazyLock::new(images::ImageInputs::none);
         ModelRequest {
             model: "test-model",
             system: "You are a test agent.",
             entries,
             tools,
             max_output_tokens: 1024,
+            images: &NO_IMAGES,
         }
+    }
+
+    /// A conversation with a screenshot (a tool result) and a photo a person sent, its
+    /// image store, and the inputs that send both (the store lives in the returned dir).
+    pub fn conversation_with_images() -> (tempfile::TempDir, Vec<Entry>, images::ImageInputs) {
+        use crate::image::ImageStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::in_out_dir(dir.path());
+        let png = crate::image::tests::png_header(800, 600);
+        // The stored file names are random, but they never appear on the wire.
+        let shot = store.keep(".previews/index-800x600.png", &png).unwrap();
+        let photo = store.keep("cat.png", &png).unwrap();
+        let entries = vec![
+            Entry::User {
+                text: "[seq 2] Ann: make me a landing page".into(),
+                seqs: vec![2],
+                images: Vec::new(),
+            },
+            Entry::Assistant {
+                text: String::new(),
+                tool_calls: vec![ToolCall {
+                    id: "call_1".into(),
+                    name: "preview_screenshot".into(),
+                    arguments: r#"{"path":"index.html","width":800,"height":600}"#.into(),
+                }],
+            },
+            Entry::ToolResult {
+                call_id: "call_1".into(),
+                content: "saved .previews/index-800x600.png (800x600)".into(),
+                is_error: false,
+                images: vec![shot],
+            },
+            Entry::Assistant {
+                text: "Here it is.".into(),
+                tool_calls: vec![],
+            },
+            Entry::User {
+                text: "[seq 4] Ann: like this cat [attachments: /session/in/inbox/m4/cat.png]"
+                    .into(),
+                seqs: vec![4],
+                images: vec![photo],
+            },
+        ];
+        let inputs = images::ImageInputs::load(&entries, &store, true);
+        (dir, entries, inputs)
     }
 }

@@ -3,8 +3,14 @@
 //! [`ModelRequest`] into its JSON, [`StreamDecoder`] accumulates a streamed answer
 //! (`choices[0].delta.content` and `delta.tool_calls[i]` fragments by index, until
 //! `data: [DONE]`), [`parse_response`] reads a non-streaming one.
+//!
+//! Images: a user message with images becomes text and `image_url` parts (data URLs); tool
+//! messages take text only, so the images of a run of tool results follow it in one user
+//! message that names the tool call each belongs to.
 
+use super::images::ImageInputs;
 use super::{ModelError, ModelRequest, ModelResponse, StreamNote};
+use crate::image::ImageRef;
 use crate::sse::SseEvent;
 use crate::transcript::{Entry, ToolCall};
 use serde_json::{Value, json};
@@ -21,9 +27,17 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
     if !request.system.is_empty() {
         messages.push(json!({"role": "system", "content": request.system}));
     }
+    // Tool messages take text only: the images of a run of tool results follow it in one
+    // user message.
+    let mut tool_images: Vec<Value> = Vec::new();
     for entry in request.entries {
+        if !matches!(entry, Entry::ToolResult { .. }) {
+            flush_tool_images(&mut messages, &mut tool_images);
+        }
         match entry {
-            Entry::User { text, .. } => messages.push(json!({"role": "user", "content": text})),
+            Entry::User { text, images, .. } => {
+                messages.push(user_message(text, images, request.images))
+            }
             Entry::Summary { text, .. } => {
                 messages.push(json!({"role": "user", "content": Entry::summary_text(text)}))
             }
@@ -45,16 +59,37 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
                 call_id,
                 content,
                 is_error,
+                images,
             } => {
-                let content = if *is_error {
+                let mut content = if *is_error {
                     format!("{TOOL_ERROR_PREFIX}{content}")
                 } else {
                     content.clone()
                 };
+                for image in images {
+                    match request.images.data(image) {
+                        Some(data) => {
+                            content.push_str(&format!(
+                                "\n{} (attached in the next message)",
+                                image.describe()
+                            ));
+                            tool_images.push(json!({
+                                "type": "text",
+                                "text": format!("{} from tool call {call_id}:", image.describe()),
+                            }));
+                            tool_images.push(image_part(image, data));
+                        }
+                        None => {
+                            content.push('\n');
+                            content.push_str(&request.images.placeholder(image));
+                        }
+                    }
+                }
                 messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": content}));
             }
         }
     }
+    flush_tool_images(&mut messages, &mut tool_images);
     let mut body = json!({
         "model": request.model,
         "messages": messages,
@@ -66,6 +101,40 @@ pub fn render_request(request: &ModelRequest<'_>) -> Value {
         body["tools"] = Value::Array(super::tool_schema::openai_tools(request.tools));
     }
     body
+}
+
+/// A user message: plain text, or text and image parts when it carries images that are sent.
+fn user_message(text: &str, images: &[ImageRef], inputs: &ImageInputs) -> Value {
+    let mut text = text.to_owned();
+    let mut parts = Vec::new();
+    for image in images {
+        match inputs.data(image) {
+            Some(data) => parts.push(image_part(image, data)),
+            None => {
+                text.push('\n');
+                text.push_str(&inputs.placeholder(image));
+            }
+        }
+    }
+    if parts.is_empty() {
+        return json!({"role": "user", "content": text});
+    }
+    parts.insert(0, json!({"type": "text", "text": text}));
+    json!({"role": "user", "content": parts})
+}
+
+/// Adds the user message carrying the images of the tool results just rendered, if any.
+fn flush_tool_images(messages: &mut Vec<Value>, parts: &mut Vec<Value>) {
+    if !parts.is_empty() {
+        messages.push(json!({"role": "user", "content": std::mem::take(parts)}));
+    }
+}
+
+fn image_part(image: &ImageRef, data: &str) -> Value {
+    json!({
+        "type": "image_url",
+        "image_url": {"url": format!("data:{};base64,{data}", image.format.media_type())},
+    })
 }
 
 fn render_tool_call(call: &ToolCall) -> Value {
@@ -360,5 +429,23 @@ mod tests {
         let (entries, tools) = fixtures::conversation();
         let request = fixtures::request(&entries, &tools);
         insta::assert_json_snapshot!(render_request(&request));
+    }
+
+    #[test]
+    fn request_rendering_with_images() {
+        let (_dir, entries, images) = fixtures::conversation_with_images();
+        let request = ModelRequest {
+            images: &images,
+            ..fixtures::request(&entries, &[])
+        };
+        insta::assert_json_snapshot!(render_request(&request));
+        let blind = ImageInputs::none();
+        let request = ModelRequest {
+            images: &blind,
+            ..fixtures::request(&entries, &[])
+        };
+        let body = render_request(&request).to_string();
+        assert!(!body.contains("image_url"), "{body}");
+        assert!(body.contains("[image: cat.png, 800x600] (this model cannot see images"));
     }
 }

@@ -23,11 +23,12 @@ struct Arguments {
 impl Tool for CreateAgent {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: NAME,
+            name: NAME.into(),
             description: "Ask for a new agent with its own instructions, to delegate work to. \
                 It may need an admin's approval; a system message tells you when it exists, \
                 and then you reach it with send_message(to: name). It reaches you back as \
-                `parent`.",
+                `parent`."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {

@@ -26,13 +26,28 @@ pub const NAME: &str = "bash";
 /// pipes close within milliseconds; this only bounds a process that escaped the group).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
-/// The environment commands run with: no secrets exist in the container, and nothing of the
-/// runner's own environment is passed on.
+/// The environment commands run with: no secrets exist in the container, and of the runner's
+/// own environment only [`PASSED_THROUGH`] is passed on.
 const ENVIRONMENT: &[(&str, &str)] = &[
     ("PATH", "/usr/local/bin:/usr/bin:/bin"),
     ("TMPDIR", "/tmp"),
     ("LANG", "C.UTF-8"),
     ("TERM", "dumb"),
+];
+
+/// Variables the host sets on the container that the agent's commands need: the egress proxy
+/// (so curl, git, pip and npm go through the host's allowlist) and the group's commit author.
+const PASSED_THROUGH: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
 ];
 
 /// Runs shell commands in the workspace.
@@ -49,14 +64,17 @@ struct Arguments {
 impl Tool for Bash {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: NAME,
-            description: "Run a shell command (busybox sh: ls, cat, grep, sed, awk, find, diff, \
-                tar, ...) in your workspace /session/work and return its combined stdout and \
-                stderr and exit code. The default timeout is 60 s; raise `timeout_seconds` (up \
-                to 600) for long work. Output over 30,000 bytes is cut in the middle. Processes \
-                the command leaves in the background are stopped when it ends. There is no \
-                network access. Prefer read_file, write_file, edit_file, list_files and grep \
-                for files.",
+            name: NAME.into(),
+            description: "Run a shell command (sh: ls, cat, grep, sed, awk, find, diff, tar, \
+                ...; the toolbox image adds git, python3, node, npm, curl, rg) in your \
+                workspace /session/work and return its combined stdout and stderr and exit \
+                code. The default timeout is 60 s; raise `timeout_seconds` (up to 600) for long \
+                work. Output over 30,000 bytes is cut in the middle. Processes the command \
+                leaves in the background are stopped when it ends. The network is reached only \
+                through the host's egress proxy (already set in HTTP_PROXY and HTTPS_PROXY), \
+                for the hosts the operator allowed; others are refused. Prefer read_file, \
+                write_file, edit_file, list_files and grep for files."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -206,6 +224,11 @@ pub async fn run_command(
         .current_dir(cwd)
         .env_clear()
         .envs(ENVIRONMENT.iter().copied())
+        .envs(
+            PASSED_THROUGH
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+        )
         .env("HOME", cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -54,11 +54,12 @@ struct EditArguments {
 impl Tool for ReadFile {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: READ_FILE,
+            name: READ_FILE.into(),
             description: "Read a text file from your workspace /session/work. Lines come \
                 numbered (number, tab, text); the numbers are not part of the file. At most \
                 2000 lines per call: use start_line and end_line to read a range or to go on \
-                where the last call stopped.",
+                where the last call stopped."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -100,10 +101,11 @@ impl Tool for ReadFile {
 impl Tool for WriteFile {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: WRITE_FILE,
+            name: WRITE_FILE.into(),
             description: "Write a text file in your workspace /session/work, replacing it if \
                 it exists and creating missing parent folders. To change part of a file, \
-                prefer edit_file.",
+                prefer edit_file."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -152,11 +154,12 @@ impl Tool for WriteFile {
 impl Tool for EditFile {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: EDIT_FILE,
+            name: EDIT_FILE.into(),
             description: "Replace an exact piece of text in a file of your workspace. \
                 `old_string` must match the file exactly (whitespace included, without the \
                 line numbers read_file shows) and occur exactly once, unless `replace_all` is \
-                true. Include enough surrounding lines to make it unique.",
+                true. Include enough surrounding lines to make it unique."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {

@@ -59,11 +59,12 @@ struct ReactionArguments {
 impl Tool for SendFile {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: SEND_FILE,
+            name: SEND_FILE.into(),
             description: "Send a file from your workspace /session/work as a chat message, \
                 with an optional caption. Without `to` it goes to the chat this conversation \
                 came from (and your final answer is then not sent as well); with `to` it goes \
-                to that named destination.",
+                to that named destination."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -151,10 +152,11 @@ impl Tool for SendFile {
 impl Tool for EditMessage {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: EDIT_MESSAGE,
+            name: EDIT_MESSAGE.into(),
             description: "Replace the text of a message you sent earlier, named by its seq \
                 (the `seq N` a send reported). Where the chat cannot edit, the new text is \
-                sent as a new message.",
+                sent as a new message."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -220,10 +222,11 @@ impl Tool for EditMessage {
 impl Tool for AddReaction {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: ADD_REACTION,
+            name: ADD_REACTION.into(),
             description: "React with an emoji to a chat message of this conversation, named by \
                 its seq (the `seq N` shown before each message, or one of yours). Where the \
-                chat has no reactions, the host sends the emoji as a short reply.",
+                chat has no reactions, the host sends the emoji as a short reply."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {

@@ -19,12 +19,14 @@ pub mod agents;
 pub mod bash;
 pub mod files;
 pub mod messaging;
+pub mod preview;
 pub mod question;
 pub mod registry;
 pub mod search;
 pub mod send_message;
 pub mod tasks;
 pub mod todo;
+pub mod web;
 pub mod workspace;
 
 use crate::config::{Limits, ToolLimits};
@@ -33,6 +35,7 @@ use protocol::actions::Action;
 use protocol::{
     Destination, MessageId, NewOutboundRow, OutboundKind, Seq, SessionPaths, SessionRouting,
 };
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -43,11 +46,12 @@ pub use registry::ToolRegistry;
 /// The future a tool call returns. The runner is single-threaded, so it need not be `Send`.
 pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = Result<String, ToolError>> + 'a>>;
 
-/// What the model is told about a tool.
+/// What the model is told about a tool. Built-in tools name themselves with literals; tools
+/// found at run time (an MCP server's) bring their own strings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToolDefinition {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: Cow<'static, str>,
+    pub description: Cow<'static, str>,
     /// JSON Schema of the arguments object, as written; each provider gets a normalised copy.
     pub parameters: serde_json::Value,
 }
@@ -59,10 +63,10 @@ pub enum ToolError {
     #[error("unknown tool {name:?}; available tools: {}", available.join(", "))]
     UnknownTool {
         name: String,
-        available: Vec<&'static str>,
+        available: Vec<String>,
     },
     #[error("invalid arguments for {tool}: {reason}")]
-    BadArguments { tool: &'static str, reason: String },
+    BadArguments { tool: String, reason: String },
     #[error("{}", unknown_destination_message(name, valid))]
     UnknownDestination { name: String, valid: Vec<String> },
     /// The call was understood and refused; the text says why and what to do instead.
@@ -102,6 +106,9 @@ pub struct TurnEffects {
     /// Inbound rows a tool consumed (answers to questions): completed with the turn, never
     /// shown to the model as new messages.
     pub consumed_rows: Vec<MessageId>,
+    /// Images the tool call in progress returned (a screenshot); the turn moves them onto
+    /// that call's result.
+    pub images: Vec<crate::image::ImageRef>,
 }
 
 /// What a tool can see and touch during one turn.
@@ -179,11 +186,11 @@ pub struct ToolOutcome {
 
 /// Deserializes a tool's arguments, naming what is wrong when they do not fit.
 pub fn parse_arguments<T: serde::de::DeserializeOwned>(
-    tool: &'static str,
+    tool: &str,
     arguments: serde_json::Value,
 ) -> Result<T, ToolError> {
     serde_json::from_value(arguments).map_err(|error| ToolError::BadArguments {
-        tool,
+        tool: tool.to_owned(),
         reason: error.to_string(),
     })
 }

@@ -44,12 +44,13 @@ struct Arguments {
 impl Tool for AskUserQuestion {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: NAME,
+            name: NAME.into(),
             description: "Ask the person in the chat this conversation came from a question and \
                 wait for the answer, which this tool returns. Offer `options` to choose from \
                 (shown as buttons or a numbered list), or none for a free answer. The wait \
                 ends after `timeout_seconds` (default 300, at most 3600); a later answer \
-                reaches you as a new message.",
+                reaches you as a new message."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {

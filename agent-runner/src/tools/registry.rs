@@ -4,7 +4,7 @@
 
 use super::{
     Tool, ToolContext, ToolDefinition, ToolError, ToolOutcome, agents, bash, files, messaging,
-    question, search, send_message, tasks, todo,
+    preview, question, search, send_message, tasks, todo, web,
 };
 use crate::transcript::ToolCall;
 
@@ -43,7 +43,25 @@ impl ToolRegistry {
             Box::new(files::EditFile),
             Box::new(search::ListFiles),
             Box::new(search::Grep),
+            Box::new(preview::PreviewScreenshot),
+            Box::new(web::WebFetch),
+            Box::new(web::WebSearch),
         ])
+    }
+
+    /// Adds tools found at run time (the group's MCP tools) after these. A tool whose name is
+    /// already taken is left out with a warning: the first tool of a name always wins.
+    pub fn with_extra(mut self, extra: Vec<Box<dyn Tool>>) -> Self {
+        for tool in extra {
+            let definition = tool.definition();
+            if self.definitions.iter().any(|d| d.name == definition.name) {
+                tracing::warn!(tool = %definition.name, "a tool of this name exists; left out");
+                continue;
+            }
+            self.tools.push(tool);
+            self.definitions.push(definition);
+        }
+        self
     }
 
     pub fn definitions(&self) -> &[ToolDefinition] {
@@ -83,10 +101,14 @@ impl ToolRegistry {
         else {
             return Err(ToolError::UnknownTool {
                 name: call.name.clone(),
-                available: self.definitions.iter().map(|d| d.name).collect(),
+                available: self
+                    .definitions
+                    .iter()
+                    .map(|d| d.name.to_string())
+                    .collect(),
             });
         };
-        let tool_name = definition.name;
+        let tool_name: &str = &definition.name;
         let arguments = parse_json_object(tool_name, &call.arguments)?;
         tracing::debug!(tool = tool_name, arguments = %call.arguments, "calling tool");
         let timeout = tool.declared_timeout(&arguments, context.tool_limits);
@@ -94,7 +116,10 @@ impl ToolRegistry {
             let millis = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
             context
                 .store
-                .call(move |store| store.set_current_tool(Some((tool_name, millis))))
+                .call({
+                    let tool_name = tool_name.to_owned();
+                    move |store| store.set_current_tool(Some((&tool_name, millis)))
+                })
                 .await?;
         }
         let result = tool.call(context, arguments).await;
@@ -110,18 +135,18 @@ impl ToolRegistry {
 
 /// Parses the model's argument text into a JSON object. Some models send an empty string
 /// for a call without arguments: that is `{}`.
-fn parse_json_object(tool: &'static str, text: &str) -> Result<serde_json::Value, ToolError> {
+fn parse_json_object(tool: &str, text: &str) -> Result<serde_json::Value, ToolError> {
     if text.trim().is_empty() {
         return Ok(serde_json::Value::Object(serde_json::Map::new()));
     }
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(value @ serde_json::Value::Object(_)) => Ok(value),
         Ok(_) => Err(ToolError::BadArguments {
-            tool,
+            tool: tool.to_owned(),
             reason: "arguments must be a JSON object".into(),
         }),
         Err(error) => Err(ToolError::BadArguments {
-            tool,
+            tool: tool.to_owned(),
             reason: format!("arguments are not valid JSON: {error}"),
         }),
     }
@@ -159,7 +184,11 @@ mod tests {
         let registry = ToolRegistry::standard();
         let mut names = HashSet::new();
         for definition in registry.definitions() {
-            assert!(names.insert(definition.name), "{} twice", definition.name);
+            assert!(
+                names.insert(definition.name.clone()),
+                "{} twice",
+                definition.name
+            );
             assert!(definition.description.len() > 40, "{}", definition.name);
             let schema = &definition.parameters;
             assert_eq!(schema["type"], "object", "{}", definition.name);
@@ -173,6 +202,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(names.len(), 19);
+        assert_eq!(names.len(), 22);
     }
 }

@@ -50,12 +50,13 @@ struct GrepArguments {
 impl Tool for ListFiles {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: LIST_FILES,
+            name: LIST_FILES.into(),
             description: "List the files in your workspace /session/work (or a folder of it) \
                 whose path matches a glob: `*` and `?` stay within a folder, `**` crosses \
                 folders, `{a,b}` and `[abc]` work, and a pattern without `/` matches file names \
                 at any depth (`*.md`). Paths come back relative to /session/work, sorted. \
-                Symbolic links and .git are skipped.",
+                Symbolic links and .git are skipped."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -124,11 +125,12 @@ impl Tool for ListFiles {
 impl Tool for Grep {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: GREP,
+            name: GREP.into(),
             description: "Search the files of your workspace /session/work for lines matching \
                 a regular expression (Rust regex syntax). Returns `path:line: text` for each \
                 match, at most 200. Narrow it with `path` (a file or folder) and `glob` (a \
-                file pattern such as `*.py`). Binary files are skipped.",
+                file pattern such as `*.py`). Binary files are skipped."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -155,7 +157,7 @@ impl Tool for Grep {
                 .size_limit(1 << 20)
                 .build()
                 .map_err(|error| ToolError::BadArguments {
-                    tool: GREP,
+                    tool: GREP.to_owned(),
                     reason: format!("`pattern` is not a valid regular expression: {error}"),
                 })?;
             let glob = arguments
@@ -323,7 +325,7 @@ impl Glob {
     /// Compiles `pattern`; errors name `tool`, whose argument it was.
     pub fn new(tool: &'static str, pattern: &str) -> Result<Self, ToolError> {
         let bad = |reason: &str| ToolError::BadArguments {
-            tool,
+            tool: tool.to_owned(),
             reason: format!("glob {pattern:?}: {reason}"),
         };
         let trimmed = pattern.trim().trim_start_matches("./");

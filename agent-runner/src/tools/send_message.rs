@@ -79,10 +79,11 @@ struct Arguments {
 impl Tool for SendMessage {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: NAME,
+            name: NAME.into(),
             description: "Send a chat message right away. Without `to` it goes to the chat this \
                 conversation came from; with `to` it goes to that named destination. If you send \
-                to the origin chat this way, your final answer is not sent as well.",
+                to the origin chat this way, your final answer is not sent as well."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {

@@ -88,12 +88,13 @@ impl Tool for ScheduleTask {
         let mut properties = schedule_properties();
         properties["prompt"] = serde_json::json!({"type": "string", "description": "What you will be told to do when the task runs."});
         ToolDefinition {
-            name: SCHEDULE_TASK,
+            name: SCHEDULE_TASK.into(),
             description: "Schedule a task: at the given time (`at`) or on a cron schedule \
                 (`cron`, optionally in a `timezone`), `prompt` reaches you as a `task` message \
                 and starts a turn, as if someone had asked. Give exactly one of `at` and \
                 `cron`. Returns the task id for update_task, pause_task, resume_task and \
-                cancel_task.",
+                cancel_task."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": properties,
@@ -132,10 +133,11 @@ impl Tool for ScheduleTask {
 impl Tool for ListTasks {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: LIST_TASKS,
+            name: LIST_TASKS.into(),
             description: "List your scheduled tasks: id, next run (UTC), schedule, whether \
                 paused, and the prompt; then any changes you asked for that the host has not \
-                applied yet.",
+                applied yet."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {},
@@ -165,9 +167,10 @@ impl Tool for UpdateTask {
         properties["prompt"] =
             serde_json::json!({"type": "string", "description": "The new prompt."});
         ToolDefinition {
-            name: UPDATE_TASK,
+            name: UPDATE_TASK.into(),
             description: "Change a scheduled task: its prompt, its schedule (`at` or `cron`, \
-                optionally with `timezone`), or both.",
+                optionally with `timezone`), or both."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": properties,
@@ -225,8 +228,8 @@ impl Tool for ChangeTask {
             ChangeTask::Cancel => "Cancel a scheduled task for good; it will not run again.",
         };
         ToolDefinition {
-            name: self.name(),
-            description,
+            name: self.name().into(),
+            description: description.into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {"task_id": {"type": "string", "description": "The task's id, from schedule_task or list_tasks."}},

@@ -35,11 +35,12 @@ struct Item {
 impl Tool for TodoWrite {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
-            name: NAME,
+            name: NAME.into(),
             description: "Show your plan for a multi-step job to the chat and keep it up to \
                 date: send the whole list each time, every item with its status. Keep exactly \
                 one item in_progress while you work on it. The first call of a turn posts the \
-                plan; later calls update that same message.",
+                plan; later calls update that same message."
+                .into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {

@@ -108,6 +108,18 @@ pub struct GroupUpdate {
     pub create_agents: Option<crate::db::central::groups::CreateAgentPolicy>,
     #[serde(default, flatten)]
     pub limits: Limits,
+    /// The agent image: `default` or `toolbox`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The author of the agents' commits, `Name <email>`.
+    #[serde(default)]
+    pub git_author: Option<String>,
+    /// Egress rules (`host[:ports]`) to allow.
+    #[serde(default)]
+    pub allow_egress: Vec<String>,
+    /// Egress rules to take off the allowlist (or deny under a broader rule).
+    #[serde(default)]
+    pub deny_egress: Vec<String>,
 }
 
 pub type ChatCreate = NewChat;

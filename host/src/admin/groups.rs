@@ -1,11 +1,12 @@
 //! `crabpot groups ...`: list, show, create (with its folder and `AGENT.md`), update (name,
-//! container limits, whether its agents may create agents), delete, restart (its running
-//! containers).
+//! container limits, image, commit author, egress allowlist, whether its agents may create
+//! agents), delete, restart (its running containers).
 
 use super::api::{GroupCreate, GroupUpdate, Id, Limits};
 use super::{Admin, AdminError, Reply, parse, to_value, unknown_verb};
-use crate::db::central::groups::{self, ContainerOverrides};
+use crate::db::central::groups::{self, ContainerOverrides, GroupChanges, ImageChoice};
 use crate::db::central::{destinations, people, sessions, wirings};
+use crate::egress::EgressRule;
 use crate::serve::MAIN_GROUP;
 use protocol::AgentGroupId;
 use serde_json::json;
@@ -28,7 +29,19 @@ fn overrides(limits: Limits) -> ContainerOverrides {
         cpus: limits.cpus,
         pids_limit: limits.pids_limit,
         disk_quota_mb: limits.disk_quota_mb,
+        ..ContainerOverrides::default()
     }
+}
+
+/// Parses the rules of `--allow-egress` / `--deny-egress`, naming the first bad one.
+fn egress_rules(texts: &[String]) -> Result<Vec<EgressRule>, AdminError> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<EgressRule>()
+                .map_err(|error| AdminError::Invalid(error.to_string()))
+        })
+        .collect()
 }
 
 async fn show(admin: &Admin, request: Id) -> Reply {
@@ -125,21 +138,31 @@ async fn write_instructions(
 async fn update(admin: &Admin, request: GroupUpdate) -> Reply {
     let id = AgentGroupId::new(request.id);
     let limits = request.limits;
-    let changes = (limits.memory_mb.is_some()
+    let image = request
+        .image
+        .as_deref()
+        .map(str::parse::<ImageChoice>)
+        .transpose()
+        .map_err(|error| AdminError::Invalid(error.to_string()))?;
+    let edits_container = limits.memory_mb.is_some()
         || limits.cpus.is_some()
         || limits.pids_limit.is_some()
-        || limits.disk_quota_mb.is_some())
-    .then(|| overrides(limits));
+        || limits.disk_quota_mb.is_some()
+        || image.is_some()
+        || request.git_author.is_some();
+    let changes = GroupChanges {
+        name: request.name,
+        overrides: edits_container.then(|| ContainerOverrides {
+            image,
+            git_author: request.git_author,
+            ..overrides(limits)
+        }),
+        create_agent_policy: request.create_agents,
+        allow_egress: egress_rules(&request.allow_egress)?,
+        deny_egress: egress_rules(&request.deny_egress)?,
+    };
     let group = admin
-        .db(move |tx| {
-            groups::update_agent_group(
-                tx,
-                &id,
-                request.name.as_deref(),
-                changes,
-                request.create_agents,
-            )
-        })
+        .db(move |tx| groups::update_agent_group(tx, &id, &changes))
         .await?;
     to_value(&group)
 }

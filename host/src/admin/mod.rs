@@ -15,6 +15,7 @@ mod approvals;
 mod chats;
 pub mod client;
 mod destinations;
+mod egress;
 mod groups;
 pub mod openapi;
 mod people;
@@ -219,6 +220,7 @@ impl Admin {
             ("POST", "tokens") => web::tokens(self, verb, body).await,
             ("POST", "web") => web::handle(self, verb, body).await,
             ("POST", "webhooks") => webhooks::handle(self, verb, body).await,
+            ("POST", "egress") => egress::handle(self, verb, body).await,
             _ => Err(no_endpoint(method, &format!("/v1/{route}"))),
         }
     }

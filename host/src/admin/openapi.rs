@@ -41,6 +41,15 @@ fn token_create() -> Value {
     .unwrap_or(Value::Null)
 }
 
+fn egress_log_query() -> Value {
+    serde_json::to_value(crate::db::central::egress_log::EgressLogQuery {
+        session: Some(String::new()),
+        group: Some(String::new()),
+        limit: Some(50),
+    })
+    .unwrap_or(Value::Null)
+}
+
 const fn endpoint(
     resource: &'static str,
     verb: &'static str,
@@ -288,6 +297,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "remove",
         "Remove a webhook with its chat and the destinations naming it.",
         Some(example::<WebhookRemove>),
+    ),
+    endpoint(
+        "egress",
+        "log",
+        "The newest egress attempts (allowed and refused), of one session or group if given.",
+        Some(egress_log_query),
     ),
     endpoint(
         "web",

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod columns;
+pub mod egress;
 pub mod password;
 mod request;
 pub mod table;
@@ -107,6 +108,10 @@ pub enum Command {
     /// agents' messages are POSTed to, signed (outbound).
     #[command(subcommand, after_help = EXIT_CODES)]
     Webhooks(webhooks::WebhooksCommand),
+    /// Egress: what agents' containers reached outside, or tried to (allowlists are set with
+    /// `groups update G --allow-egress HOST:PORTS`).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Egress(egress::EgressCommand),
 }
 
 #[derive(Debug, Args)]
@@ -195,8 +200,8 @@ pub enum GroupsCommand {
         #[command(flatten)]
         limits: LimitArgs,
     },
-    /// Rename a group, change its container limits, or say whether its agents may create
-    /// agents (create_agent).
+    /// Rename a group; change its container limits, image, commit author or egress
+    /// allowlist; or say whether its agents may create agents (create_agent).
     Update {
         id: String,
         #[arg(long)]
@@ -206,6 +211,22 @@ pub enum GroupsCommand {
         create_agents: Option<CreateAgentPolicy>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// The agent image: default (busybox) or toolbox (git, Python, Node.js, Chromium;
+        /// `make image-toolbox`). Applies to containers started after the change.
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+        /// The author of the commits the group's agents make, "Name <email>".
+        #[arg(long, value_name = "AUTHOR")]
+        git_author: Option<String>,
+        /// Let the group's containers reach HOST[:PORTS] through the egress proxy
+        /// (github.com:443, *.pypi.org, 127.0.0.1:8443, 10.0.0.0/8:*; ports default to 443).
+        /// Repeatable. Private addresses are reachable only through a rule naming the address.
+        #[arg(long, value_name = "HOST[:PORTS]")]
+        allow_egress: Vec<String>,
+        /// Take HOST[:PORTS] off the allowlist (denied explicitly when a broader rule still
+        /// covers it). Repeatable.
+        #[arg(long, value_name = "HOST[:PORTS]")]
+        deny_egress: Vec<String>,
     },
     /// Delete a group with its wirings, destinations and sessions (its files stay on disk).
     Delete { id: String },

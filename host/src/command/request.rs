@@ -65,8 +65,20 @@ pub(super) fn request(command: &Command) -> Option<(&'static str, &'static str, 
                 name,
                 create_agents,
                 limits,
+                image,
+                git_author,
+                allow_egress,
+                deny_egress,
             } => {
-                let mut body = json!({ "id": id, "name": name, "create_agents": create_agents });
+                let mut body = json!({
+                    "id": id,
+                    "name": name,
+                    "create_agents": create_agents,
+                    "image": image,
+                    "git_author": git_author,
+                    "allow_egress": allow_egress,
+                    "deny_egress": deny_egress,
+                });
                 merge(&mut body, limits_json(limits));
                 (
                     "groups",
@@ -406,6 +418,7 @@ pub(super) fn request(command: &Command) -> Option<(&'static str, &'static str, 
             ("channels", "list", json!({}), Table(CHANNELS))
         }
         Command::Webhooks(verb) => super::webhooks::request(verb),
+        Command::Egress(verb) => super::egress::request(verb),
         Command::Adapters(verb) => match verb {
             AdaptersCommand::Add { name, channel_type } => (
                 "adapters",

@@ -12,12 +12,14 @@ pub mod matrix;
 mod model;
 mod raw;
 mod web;
+mod web_search;
 
 pub use a2a::A2aLimits;
 pub use channels::ChannelsConfig;
 pub use model::{ApiKey, ModelUpstream};
 pub use raw::{RawConfig, RawModelConfig};
 pub use web::WebConfig;
+pub use web_search::{RawSearchConfig, SearchConfig};
 
 use crate::db::central::uids::UidRange;
 use protocol::ProviderKind;
@@ -65,6 +67,9 @@ pub struct Config {
     /// Names and labels this installation's containers; `None` = the one stored in the central DB.
     pub install_id: Option<String>,
     pub image: String,
+    /// The image of groups that choose `toolbox` (default `crabpot-agent-toolbox:latest`,
+    /// built by `make image-toolbox`).
+    pub toolbox_image: String,
     pub max_containers: usize,
     pub idle_timeout: Duration,
     pub heartbeat_stale: Duration,
@@ -103,12 +108,17 @@ pub struct Config {
     pub context_window_tokens: u32,
     /// The share of the window past which agents compact, in percent; 0 = the default (80).
     pub compact_at_percent: u8,
+    /// Whether the model can see images (`CRABPOT_MODEL_VISION`, default true): screenshots
+    /// and images people send reach it as image input, or are described as text.
+    pub model_vision: bool,
     pub a2a: A2aLimits,
     pub approval_ttl: Duration,
     /// The HTTP server: web chat, dashboard, admin and OpenAI-compatible APIs, metrics.
     pub web: WebConfig,
     /// The chat platforms the host connects to (Telegram, Slack, Discord).
     pub channels: ChannelsConfig,
+    /// The `web_search` backend; `None`: not configured.
+    pub search: Option<SearchConfig>,
 }
 
 impl Config {
@@ -178,6 +188,13 @@ impl Config {
             ));
         }
         let image = raw.image.unwrap_or_else(|| "crabpot-agent:latest".into());
+        let toolbox_image = raw
+            .toolbox_image
+            .clone()
+            .unwrap_or_else(|| "crabpot-agent-toolbox:latest".into());
+        if toolbox_image.trim().is_empty() {
+            return Err(invalid("toolbox_image", "is empty".into()));
+        }
         if image.trim().is_empty() {
             return Err(invalid("image", "is empty".into()));
         }
@@ -300,6 +317,7 @@ impl Config {
             groups_dir: raw.groups_dir.unwrap_or_else(|| PathBuf::from("groups")),
             install_id: raw.install_id,
             image,
+            toolbox_image,
             max_containers,
             idle_timeout: Duration::from_secs(idle_timeout_secs),
             heartbeat_stale: Duration::from_secs(heartbeat_stale_secs),
@@ -326,9 +344,11 @@ impl Config {
             max_output_tokens,
             context_window_tokens,
             compact_at_percent,
+            model_vision: raw.model.vision.unwrap_or(true),
             a2a,
             approval_ttl: Duration::from_secs(approval_ttl_secs),
             channels: ChannelsConfig::from_raw(&raw.channels, web.listen.is_some())?,
+            search: SearchConfig::from_raw(&raw.search)?,
             web,
         })
     }

@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub groups_dir: Option<PathBuf>,
     pub install_id: Option<String>,
     pub image: Option<String>,
+    /// The image of groups that choose `toolbox` (`CRABPOT_TOOLBOX_IMAGE`).
+    pub toolbox_image: Option<String>,
     pub max_containers: Option<usize>,
     pub idle_timeout_secs: Option<u64>,
     pub heartbeat_stale_secs: Option<u64>,
@@ -60,6 +62,9 @@ pub struct RawConfig {
     /// `[channels.telegram]`, `[channels.slack]`, `[channels.discord]`.
     #[serde(default)]
     pub channels: RawChannels,
+    /// `[search]`: the `web_search` backend.
+    #[serde(default)]
+    pub search: super::web_search::RawSearchConfig,
 }
 
 /// The `[model]` table and `CRABPOT_MODEL_*` variables.
@@ -75,6 +80,8 @@ pub struct RawModelConfig {
     pub context_window_tokens: Option<u32>,
     /// Compact when a request would take more than this share of the window, in percent.
     pub compact_at_percent: Option<u8>,
+    /// Whether the model can see images (default true); false describes images as text.
+    pub vision: Option<bool>,
 }
 
 impl RawConfig {
@@ -85,6 +92,7 @@ impl RawConfig {
             groups_dir: over.groups_dir.or(self.groups_dir),
             install_id: over.install_id.or(self.install_id),
             image: over.image.or(self.image),
+            toolbox_image: over.toolbox_image.or(self.toolbox_image),
             max_containers: over.max_containers.or(self.max_containers),
             idle_timeout_secs: over.idle_timeout_secs.or(self.idle_timeout_secs),
             heartbeat_stale_secs: over.heartbeat_stale_secs.or(self.heartbeat_stale_secs),
@@ -123,6 +131,7 @@ impl RawConfig {
             web_behind_https: over.web_behind_https.or(self.web_behind_https),
             web_public_url: over.web_public_url.or(self.web_public_url),
             channels: self.channels.merge(over.channels),
+            search: self.search.merge(over.search),
             model: RawModelConfig {
                 provider: over.model.provider.or(self.model.provider),
                 base_url: over.model.base_url.or(self.model.base_url),
@@ -140,6 +149,7 @@ impl RawConfig {
                     .model
                     .compact_at_percent
                     .or(self.model.compact_at_percent),
+                vision: over.model.vision.or(self.model.vision),
             },
         }
     }
@@ -211,6 +221,7 @@ impl RawConfig {
             groups_dir: text("CRABPOT_GROUPS_DIR").map(PathBuf::from),
             install_id: text("CRABPOT_INSTALL_ID"),
             image: text("CRABPOT_IMAGE"),
+            toolbox_image: text("CRABPOT_TOOLBOX_IMAGE"),
             max_containers: number("CRABPOT_MAX_CONTAINERS")?.map(|n| n as usize),
             idle_timeout_secs: number("CRABPOT_IDLE_TIMEOUT_SECS")?,
             heartbeat_stale_secs: number("CRABPOT_HEARTBEAT_STALE_SECS")?,
@@ -253,6 +264,7 @@ impl RawConfig {
                 .transpose()?,
             web_public_url: text("CRABPOT_WEB_PUBLIC_URL"),
             channels: RawChannels::from_env(&get)?,
+            search: super::web_search::RawSearchConfig::from_env(&get),
             model: RawModelConfig {
                 provider,
                 base_url: text("CRABPOT_MODEL_BASE_URL"),
@@ -264,6 +276,16 @@ impl RawConfig {
                     .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
                 compact_at_percent: number("CRABPOT_MODEL_COMPACT_AT_PERCENT")?
                     .map(|n| u8::try_from(n).unwrap_or(u8::MAX)),
+                vision: text("CRABPOT_MODEL_VISION")
+                    .map(|v| match v.as_str() {
+                        "1" | "true" | "yes" => Ok(true),
+                        "0" | "false" | "no" => Ok(false),
+                        other => Err(invalid(
+                            "CRABPOT_MODEL_VISION",
+                            format!("{other:?} is not true or false"),
+                        )),
+                    })
+                    .transpose()?,
             },
         })
     }

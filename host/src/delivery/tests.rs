@@ -159,6 +159,7 @@ impl Harness {
             SupervisorConfig {
                 install_id: "t".into(),
                 image: "img".into(),
+                toolbox_image: "toolbox-img".into(),
                 disk: crate::supervisor::DiskSettings::off("unit test"),
                 limits: ContainerLimits {
                     memory_bytes: 64 << 20,

@@ -9,8 +9,15 @@
 //!   response body);
 //! - the request timeout bounds one request end to end: the handler's answer and then the
 //!   whole response body ([`DeadlineBody`]), so a stream that never ends is cut.
+//!
+//! Egress requests (`CONNECT`, absolute-form URIs) go to `super::egress` instead of
+//! `request::handle`. The connection is served with upgrades, and it ends only once every
+//! `CONNECT` tunnel on it has ended (`Tunnels::finish`): a tunnel keeps its connection's slot
+//! and descriptor permit for its whole life, and has its own bounds instead of the three
+//! clocks above.
 
 use super::body::ProxyBody;
+use super::egress::{self, Tunnels};
 use super::error::ProxyError;
 use super::request;
 use super::{Proxy, SessionLabel};
@@ -45,20 +52,25 @@ pub(crate) async fn serve_connection<IO>(
     let limits = proxy.limits.clone();
     let (in_flight, mut in_flight_changes) = watch::channel(0_usize);
     let in_flight = Arc::new(in_flight);
+    let tunnels = Tunnels::new(force_close.clone());
     let service = {
         let proxy = Arc::clone(&proxy);
+        let tunnels = Arc::clone(&tunnels);
         service_fn(move |request| {
             let proxy = Arc::clone(&proxy);
             let session = Arc::clone(&session);
+            let tunnels = Arc::clone(&tunnels);
             let guard = InFlight::start(Arc::clone(&in_flight));
             async move {
                 let deadline = Instant::now() + proxy.limits.request_timeout;
-                let response = match tokio::time::timeout_at(
-                    deadline,
-                    request::handle(&proxy, &session, request),
-                )
-                .await
-                {
+                let handled = async {
+                    if egress::is_egress(&request) {
+                        egress::handle(&proxy, &session, &tunnels, request).await
+                    } else {
+                        request::handle(&proxy, &session, request).await
+                    }
+                };
+                let response = match tokio::time::timeout_at(deadline, handled).await {
                     Ok(response) => response,
                     Err(_elapsed) => {
                         let error = ProxyError::RequestTimeout {
@@ -78,7 +90,8 @@ pub(crate) async fn serve_connection<IO>(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -95,6 +108,8 @@ pub(crate) async fn serve_connection<IO>(
     if let Err(error) = result {
         tracing::debug!(%error, "proxy connection ended with an error");
     }
+    // Tunnels end by themselves, at their bounds, or when `force_close` is cancelled.
+    tunnels.finish().await;
 }
 
 /// Lets a connection that was asked to shut down finish, unless `force_close` comes first.

@@ -113,6 +113,11 @@ pub enum ProxyError {
     /// truncated response. Retryable.
     #[error("the model server broke off its response")]
     UpstreamBody(#[source] reqwest::Error),
+
+    /// An egress destination broke off a forwarded plain HTTP exchange (its response, or
+    /// reading the container's request body for it). Retryable.
+    #[error("the egress destination broke off the exchange")]
+    EgressBody(#[source] hyper::Error),
 }
 
 /// The exact message the container gets when no model is configured.
@@ -135,9 +140,9 @@ impl ProxyError {
             }
             ProxyError::LiveRefused(_) => StatusCode::BAD_REQUEST,
             ProxyError::LiveRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamBody(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::UpstreamUnreachable { .. }
+            | ProxyError::UpstreamBody(_)
+            | ProxyError::EgressBody(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } | ProxyError::RequestTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -164,6 +169,7 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamBody(_) => {
                 "upstream_unreachable"
             }
+            ProxyError::EgressBody(_) => "egress_failed",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::RequestTimeout { .. } => "request_timeout",
             ProxyError::Bind { .. }
@@ -205,7 +211,8 @@ impl ProxyError {
             | ProxyError::LiveRateLimited { .. }
             | ProxyError::UpstreamUnreachable { .. }
             | ProxyError::UpstreamTimeout { .. }
-            | ProxyError::UpstreamBody(_) => {
+            | ProxyError::UpstreamBody(_)
+            | ProxyError::EgressBody(_) => {
                 let mut message = self.to_string();
                 let mut cause = std::error::Error::source(self);
                 while let Some(error) = cause {

@@ -22,12 +22,17 @@
 //! [`LiveSink`] set with [`Proxy::set_live_sink`] (dropped without one), never forwarded and
 //! never counted as usage.
 //!
-//! Files: `socket` (binding), `connection` (one connection and its clocks), `route` (the two
+//! The same socket takes egress (`egress`): `CONNECT host:port` and plain HTTP requests in
+//! absolute form, checked by the [`crate::egress::EgressGate`] set with [`Proxy::set_egress`]
+//! against the session's agent group rules, and recorded; without a gate they are refused.
+//!
+//! Files: `socket` (binding), `egress` (CONNECT tunnels and forwarded plain HTTP), `connection` (one connection and its clocks), `route` (the two
 //! endpoints), `upstream` (URL, headers, body rewrite), `request` (one request end to end),
 //! `body` (streaming response bodies), `usage` (token counting), `live` (drafts), `error`.
 
 mod body;
 mod connection;
+mod egress;
 mod error;
 mod live;
 mod request;
@@ -153,6 +158,10 @@ pub struct Proxy {
     log_gate: Arc<LogGate>,
     /// Where live drafts go, and their per-session rate caps.
     live: live::LiveEndpoint,
+    /// Egress decisions and their log; until set, egress requests are refused.
+    egress: std::sync::OnceLock<Arc<crate::egress::EgressGate>>,
+    /// The host's web tools (`POST /crabpot/v1/web/...`); until set, those paths answer 503.
+    web: crate::egress::web::WebSlot,
 }
 
 impl Proxy {
@@ -207,6 +216,8 @@ impl Proxy {
             fd_budget,
             log_gate: Arc::new(LogGate::new(LOG_WINDOW)),
             live: live::LiveEndpoint::default(),
+            egress: std::sync::OnceLock::new(),
+            web: crate::egress::web::WebSlot::default(),
         }))
     }
 
@@ -214,6 +225,24 @@ impl Proxy {
     /// earlier one). Until a sink is set, live events are answered `204` and dropped.
     pub fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
         self.live.set_sink(sink);
+    }
+
+    /// Serves egress on every session socket of this proxy through `gate` (set once; a
+    /// second gate is ignored with a warning). Until then egress requests are refused.
+    pub fn set_egress(&self, gate: Arc<crate::egress::EgressGate>) {
+        if self.egress.set(gate).is_err() {
+            tracing::warn!("the proxy's egress gate was already set; keeping the first");
+        }
+    }
+
+    /// Serves `web_fetch` and `web_search` (`POST /crabpot/v1/web/...`) with `tools`.
+    pub fn set_web_tools(&self, tools: Arc<crate::egress::web::WebTools>) {
+        self.web.set(tools);
+    }
+
+    /// Where egress attempts are recorded, once egress is set (for the host's web tools).
+    pub fn egress_recorder(&self) -> Option<crate::egress::EgressRecorder> {
+        self.egress.get().map(|gate| gate.recorder().clone())
     }
 
     /// [`Proxy::set_live_sink`], for chaining after [`Proxy::new_with`].

@@ -32,6 +32,9 @@ pub(crate) async fn handle(
     if request.method() == http::Method::POST && request.uri().path() == protocol::live::LIVE_PATH {
         return super::live::handle(proxy, session, request).await;
     }
+    if request.uri().path().starts_with(protocol::web::WEB_PREFIX) {
+        return proxy.web.handle(session, request).await.map(full);
+    }
     match forward(proxy, session, request).await {
         Ok(response) => response,
         Err(error) => {

@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use tokio::sync::mpsc;
 
 /// The live endpoint (`super::live`).
+mod egress;
 mod live;
 
 /// A deadline for things that should happen at once; a hang fails the test instead of

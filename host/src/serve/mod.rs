@@ -171,6 +171,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         max_output_tokens: config.max_output_tokens,
         context_window_tokens: config.context_window_tokens,
         compact_at_percent: config.compact_at_percent,
+        vision: config.model_vision,
         ..SessionConfig::default()
     };
     let proxy = Proxy::new_with(
@@ -195,6 +196,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
         SupervisorConfig {
             install_id: install_id.clone(),
             image: config.image.clone(),
+            toolbox_image: config.toolbox_image.clone(),
             disk: DiskSettings {
                 quotas,
                 quota_mb: config.disk_quota_mb,
@@ -315,6 +317,22 @@ pub async fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> 
     });
     // Drafts the runners post on their proxy sockets go to delivery's live streams.
     proxy.set_live_sink(crate::delivery::live::LiveInput::new(&delivery));
+    // Egress on the proxy sockets: the groups' rules read from the central DB, every attempt
+    // written back to it (`crabpot egress log`).
+    proxy.set_egress(crate::egress::EgressGate::start(
+        Arc::clone(&central),
+        &tasks,
+        root.clone(),
+    ));
+    // web_fetch and web_search: the host fetches through the same rules and records each.
+    proxy.set_web_tools(
+        crate::egress::web::WebTools::new(
+            Arc::clone(&central),
+            config.search.clone(),
+            proxy.egress_recorder(),
+        )
+        .context("building the web tools")?,
+    );
     let delivery_gate = delivery.log_gate();
     tasks.spawn(delivery.run(out_rx, notice_rx, host_message_rx, arrival_rx, root.clone()));
     tasks.spawn(crate::sweep::run(

@@ -1,10 +1,12 @@
 //! What the supervisor does for a whole agent group or on an operator's request: project
 //! destination changes into every session of a group at once ([`Supervisor::reproject_group`]),
-//! apply a group's container limits ([`Supervisor::limits_for`]), restart or stop a group's
+//! apply a group's container settings ([`Supervisor::container_settings_for`]: limits,
+//! image, commit author), restart or stop a group's
 //! containers, stop one session, and say where a session's container stands.
 
 use super::{Slot, Supervisor};
 use crate::db::central;
+use crate::db::central::groups::{ContainerOverrides, ImageChoice};
 use crate::metrics::ContainerExit;
 use crate::runtime::ContainerLimits;
 use crate::session::SessionRef;
@@ -12,33 +14,74 @@ use protocol::SessionId;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Floors for toolbox containers (Chromium's processes and threads, its profile in `/tmp`).
+const TOOLBOX_MIN_MEMORY_BYTES: i64 = 1536 * 1024 * 1024;
+const TOOLBOX_MIN_PIDS: i64 = 1024;
+const TOOLBOX_MIN_TMPFS_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A session's container settings that come from its agent group.
+#[derive(Clone, Debug)]
+pub(super) struct GroupContainer {
+    pub limits: ContainerLimits,
+    pub image: String,
+    /// `Name <email>`.
+    pub git_author: String,
+}
+
 impl Supervisor {
-    /// The container limits of a session's agent group: the host's, with the group's
-    /// overrides applied.
-    pub(super) async fn limits_for(&self, session: &SessionRef) -> ContainerLimits {
+    /// What a session's container is made with from its agent group's settings: the host's
+    /// limits with the group's overrides applied, the image it chose, and its commit author.
+    pub(super) async fn container_settings_for(&self, session: &SessionRef) -> GroupContainer {
         let group = session.agent_group.clone();
-        let mut limits = self.config.limits;
-        let overrides = self
+        let found = self
             .central
-            .call(move |conn| Ok(central::agent_group(conn, &group)?.overrides()))
+            .call(move |conn| {
+                let group = central::agent_group(conn, &group)?;
+                Ok((group.name.clone(), group.overrides()))
+            })
             .await;
-        match overrides {
-            Ok(overrides) => {
-                if let Some(mb) = overrides.memory_mb {
-                    limits.memory_bytes = mb * 1024 * 1024;
-                }
-                if let Some(cpus) = overrides.cpus {
-                    limits.nano_cpus = (cpus * 1e9) as i64;
-                }
-                if let Some(pids) = overrides.pids_limit {
-                    limits.pids_limit = pids;
-                }
-            }
+        let (name, overrides) = match found {
+            Ok(found) => found,
             Err(e) => {
-                tracing::warn!(error = %e, "reading the group's limits failed; using the defaults")
+                tracing::warn!(error = %e, "reading the group's settings failed; using the defaults");
+                (
+                    session.agent_group.to_string(),
+                    ContainerOverrides::default(),
+                )
             }
+        };
+        let toolbox = overrides.image == Some(ImageChoice::Toolbox);
+        let mut limits = self.config.limits;
+        if toolbox {
+            // Chromium and language toolchains need more room than busybox; these are floors
+            // under the host's defaults, and a group's own values still win.
+            limits.memory_bytes = limits.memory_bytes.max(TOOLBOX_MIN_MEMORY_BYTES);
+            limits.pids_limit = limits.pids_limit.max(TOOLBOX_MIN_PIDS);
+            limits.tmpfs_tmp_bytes = limits.tmpfs_tmp_bytes.max(TOOLBOX_MIN_TMPFS_BYTES);
         }
-        limits
+        if let Some(mb) = overrides.memory_mb {
+            limits.memory_bytes = mb * 1024 * 1024;
+        }
+        if let Some(cpus) = overrides.cpus {
+            limits.nano_cpus = (cpus * 1e9) as i64;
+        }
+        if let Some(pids) = overrides.pids_limit {
+            limits.pids_limit = pids;
+        }
+        let image = if toolbox {
+            self.config.toolbox_image.clone()
+        } else {
+            self.config.image.clone()
+        };
+        let git_author = overrides
+            .git_author
+            .clone()
+            .unwrap_or_else(|| format!("{name} <{}@agents.crabpot.invalid>", session.agent_group));
+        GroupContainer {
+            limits,
+            image,
+            git_author,
+        }
     }
 
     /// The disk quota of a session's agent group in MiB: the host's, unless the group sets

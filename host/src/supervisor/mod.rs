@@ -49,6 +49,8 @@ const MAX_TRIES: i64 = 3;
 pub struct SupervisorConfig {
     pub install_id: String,
     pub image: String,
+    /// The image of groups that choose `toolbox`.
+    pub toolbox_image: String,
     /// Quotas, the disk reserve and the uid scheme (each container's user comes from the
     /// session store's owners).
     pub disk: DiskSettings,

@@ -9,12 +9,13 @@
 //! [`DiskSettings`] is what the supervisor knows about disks, [`DiskStatus`] what
 //! `crabpot status` shows of them.
 
+use super::groups::GroupContainer;
 use super::{LABEL_GROUP, LABEL_INSTALL, LABEL_SESSION};
 use super::{Notice, Running, Slot, Supervisor};
 use crate::config::WakeMode;
 use crate::db::central;
 use crate::proxy::SessionLabel;
-use crate::runtime::{ContainerId, ContainerLimits, ContainerSpec, MountSpec};
+use crate::runtime::{ContainerId, ContainerSpec, MountSpec};
 use crate::session::disk::{self, Prepared, Quotas};
 use crate::session::owner::Owner;
 use crate::session::{SessionRef, SessionSetup};
@@ -137,7 +138,7 @@ impl Supervisor {
         format!("crabpot-{}-{}", self.config.install_id, session)
     }
 
-    fn spec(&self, session: &SessionRef, owner: Owner, limits: ContainerLimits) -> ContainerSpec {
+    fn spec(&self, session: &SessionRef, owner: Owner, settings: GroupContainer) -> ContainerSpec {
         let paths = self.sessions.paths(session);
         let labels = BTreeMap::from([
             (LABEL_INSTALL.to_owned(), self.config.install_id.clone()),
@@ -152,10 +153,10 @@ impl Supervisor {
         let root = protocol::paths::CONTAINER_SESSION_ROOT;
         ContainerSpec {
             name: self.container_name(&session.id),
-            image: self.config.image.clone(),
+            image: settings.image,
             labels,
             user: owner.user(),
-            env: vec![("RUST_LOG".into(), self.config.agent_log.clone())],
+            env: container_env(&self.config.agent_log, &settings.git_author),
             command: Vec::new(),
             mounts: vec![
                 mount(
@@ -179,7 +180,7 @@ impl Supervisor {
                     true,
                 ),
             ],
-            limits,
+            limits: settings.limits,
         }
     }
 
@@ -202,8 +203,8 @@ impl Supervisor {
             .await
             .map_err(|e| format!("preparing the session files failed: {e}"))?;
         self.serve_proxy(session, owner, cancel.clone())?;
-        let limits = self.limits_for(session).await;
-        let spec = self.spec(session, owner, limits);
+        let settings = self.container_settings_for(session).await;
+        let spec = self.spec(session, owner, settings);
         let created = match self.runtime.create(&spec).await {
             Err(crate::runtime::RuntimeError::NameConflict { name }) => {
                 // A leftover container of this session (exited, not yet reaped): replace it.
@@ -385,3 +386,30 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The container's environment. Never a secret: the proxy is the runner's own forwarder to
+/// the host's egress checks (`localhost` stays in the container, so a dev server the agent
+/// starts is reached directly), and the author names the group's commits.
+fn container_env(agent_log: &str, git_author: &str) -> Vec<(String, String)> {
+    const PROXY: &str = "http://127.0.0.1:3128";
+    let (name, email) = git_author
+        .split_once(" <")
+        .map(|(name, email)| (name.trim(), email.trim_end_matches('>')))
+        .unwrap_or((git_author, ""));
+    let mut env = vec![("RUST_LOG".to_owned(), agent_log.to_owned())];
+    for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        env.push((key.to_owned(), PROXY.to_owned()));
+    }
+    for key in ["NO_PROXY", "no_proxy"] {
+        env.push((key.to_owned(), "localhost".to_owned()));
+    }
+    for (key, value) in [
+        ("GIT_AUTHOR_NAME", name),
+        ("GIT_COMMITTER_NAME", name),
+        ("GIT_AUTHOR_EMAIL", email),
+        ("GIT_COMMITTER_EMAIL", email),
+    ] {
+        env.push((key.to_owned(), value.to_owned()));
+    }
+    env
+}

@@ -147,6 +147,7 @@ impl InProcessHost {
             SupervisorConfig {
                 install_id: "bench-router".to_owned(),
                 image: "never-started".to_owned(),
+                toolbox_image: "never-started".to_owned(),
                 disk: host::supervisor::DiskSettings::off("the router bench starts no container"),
                 limits: ContainerLimits::default(),
                 // Zero slots: a wake only queues, so no container is ever started.

@@ -1,5 +1,8 @@
 //! The recorded side of the fake model: each [`RecordedRequest`] with the [`Api`] it was
 //! addressed to, and [`echo_reply`], the default answer built from it.
+//! [`RecordedRequest::images`] lists the image input a request carried, in either wire
+//! format ([`RecordedImage`]: Anthropic `image` blocks, also inside a `tool_result`; OpenAI
+//! `image_url` parts with a base64 data URL), decoded.
 
 use std::time::{Instant, SystemTime};
 
@@ -57,6 +60,99 @@ impl RecordedRequest {
             .filter(|message| message.get("role").and_then(Value::as_str) == Some("user"))
             .find_map(|message| message_text(message.get("content")?))
     }
+}
+
+/// One image a request carried, decoded from base64.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedImage {
+    pub media_type: String,
+    pub data: Vec<u8>,
+    /// The message it came in (index into `messages`).
+    pub message: usize,
+    /// The tool call it belongs to: the `tool_use_id` of the Anthropic `tool_result` it is
+    /// inside, or for OpenAI the call named by the text part before it ("... from tool call
+    /// ID:"); `None` for an image a person sent.
+    pub tool_call_id: Option<String>,
+}
+
+impl RecordedRequest {
+    /// Every image in the request, in message order. An image whose data does not decode
+    /// is recorded with empty `data`, so a test sees it was there.
+    pub fn images(&self) -> Vec<RecordedImage> {
+        let mut images = Vec::new();
+        let Some(messages) = self.body.get("messages").and_then(Value::as_array) else {
+            return images;
+        };
+        for (index, message) in messages.iter().enumerate() {
+            let Some(parts) = message.get("content").and_then(Value::as_array) else {
+                continue;
+            };
+            let mut tool_call_id: Option<String> = None;
+            for part in parts {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("image") => images.extend(anthropic_image(part, index, None)),
+                    Some("tool_result") => {
+                        let id = part.get("tool_use_id").and_then(Value::as_str);
+                        for inner in part
+                            .get("content")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            images.extend(anthropic_image(inner, index, id.map(str::to_owned)));
+                        }
+                    }
+                    Some("text") => {
+                        // The runner names the tool call before its images.
+                        tool_call_id = part
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .and_then(|text| text.split_once("from tool call "))
+                            .map(|(_, id)| id.trim_end_matches(':').trim().to_owned());
+                    }
+                    Some("image_url") => {
+                        let url = part["image_url"]["url"].as_str().unwrap_or_default();
+                        let (media_type, data) = url
+                            .strip_prefix("data:")
+                            .and_then(|rest| rest.split_once(";base64,"))
+                            .unwrap_or(("", ""));
+                        images.push(RecordedImage {
+                            media_type: media_type.to_owned(),
+                            data: decode(data),
+                            message: index,
+                            tool_call_id: tool_call_id.clone(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        images
+    }
+}
+
+fn anthropic_image(
+    part: &Value,
+    message: usize,
+    tool_call_id: Option<String>,
+) -> Option<RecordedImage> {
+    if part.get("type").and_then(Value::as_str) != Some("image") {
+        return None;
+    }
+    let source = part.get("source")?;
+    Some(RecordedImage {
+        media_type: source["media_type"].as_str().unwrap_or_default().to_owned(),
+        data: decode(source["data"].as_str().unwrap_or_default()),
+        message,
+        tool_call_id,
+    })
+}
+
+fn decode(data: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap_or_default()
 }
 
 fn message_text(content: &Value) -> Option<String> {

@@ -683,6 +683,65 @@ async fn drop_stops_the_server() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+/// Image input is recorded in both wire formats, decoded, with the tool call it belongs to.
+#[tokio::test]
+async fn images_are_recorded_in_both_formats() {
+    let fake = FakeModel::start().unwrap();
+    // "PNG!" and "JPG!" in base64.
+    let (png, jpg) = ("UE5HIQ==", "SlBHIQ==");
+    let openai = json!({
+        "model": "gpt-test",
+        "messages": [
+            {"role": "assistant", "content": null, "tool_calls": []},
+            {"role": "tool", "tool_call_id": "call_7", "content": "saved"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "[image: a.png, 1x1] from tool call call_7:"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}")}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "a photo"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/jpeg;base64,{jpg}")}},
+            ]},
+        ],
+    });
+    post(&fake, OPENAI_CHAT_PATH, &[], openai).await;
+    let anthropic = json!({
+        "model": "claude-test",
+        "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                {"type": "text", "text": "saved"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+            ]}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "a photo"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": jpg}},
+            ]},
+        ],
+    });
+    post(&fake, ANTHROPIC_MESSAGES_PATH, &[], anthropic).await;
+    let requests = fake.requests();
+    for (request, tool_call) in requests.iter().zip(["call_7", "toolu_1"]) {
+        let images = request.images();
+        assert_eq!(images.len(), 2, "{:?}", request.api);
+        assert_eq!(images[0].media_type, "image/png");
+        assert_eq!(images[0].data, b"PNG!");
+        assert_eq!(images[0].tool_call_id.as_deref(), Some(tool_call));
+        assert_eq!(images[1].media_type, "image/jpeg");
+        assert_eq!(images[1].data, b"JPG!");
+        assert_eq!(images[1].tool_call_id, None);
+    }
+    assert!(
+        post_and_record_plain(&fake).await.images().is_empty(),
+        "text-only requests carry no images"
+    );
+}
+
+async fn post_and_record_plain(fake: &FakeModel) -> RecordedRequest {
+    post(fake, OPENAI_CHAT_PATH, &[], openai_body(false, false)).await;
+    fake.requests().pop().unwrap()
+}
+
 #[test]
 fn split_every_keeps_every_char() {
     fn check(text: &str, chars: usize, expected: &[&str]) {

@@ -366,21 +366,46 @@ pub fn system_prompt(request: &RecordedRequest) -> String {
 
 /// Whether a request follows a tool call (its last message is a tool result).
 pub fn after_tool_call(request: &RecordedRequest) -> bool {
-    let last = request.body["messages"]
-        .as_array()
-        .and_then(|messages| messages.last())
-        .cloned()
-        .unwrap_or_default();
+    let last = last_message(request);
     last["role"] == "tool"
         || last["content"]
             .as_array()
             .is_some_and(|parts| parts.iter().any(|p| p["type"] == "tool_result"))
 }
 
+/// The last message of a request, looking past the user message that carries tool images in
+/// the OpenAI shape (tool messages take text only, so the runner sends a tool's images in a
+/// `user` message right after them, each part naming its tool call).
+fn last_message(request: &RecordedRequest) -> Value {
+    let messages = request.body["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let carries_tool_images = |message: &Value| {
+        message["role"] == "user"
+            && message["content"].as_array().is_some_and(|parts| {
+                parts.iter().any(|part| {
+                    part["text"]
+                        .as_str()
+                        .is_some_and(|text| text.contains(" from tool call "))
+                })
+            })
+    };
+    let mut rest = messages.as_slice();
+    while let Some((last, before)) = rest.split_last() {
+        if carries_tool_images(last) && before.last().is_some_and(|m| m["role"] == "tool") {
+            rest = before;
+        } else {
+            return last.clone();
+        }
+    }
+    Value::Null
+}
+
 /// The content of the tool result a request ends with, if it follows a tool call (OpenAI
 /// or Anthropic shape).
 pub fn tool_result(request: &RecordedRequest) -> Option<String> {
-    let last = request.body["messages"].as_array()?.last()?.clone();
+    let last = last_message(request);
     if last["role"] == "tool" {
         return Some(match &last["content"] {
             Value::String(text) => text.clone(),

@@ -1,10 +1,12 @@
-//! Agent groups (`agent_groups`): [`AgentGroup`], its per-group container limits
-//! ([`ContainerOverrides`], stored as JSON in `container_config`), and whether its agents may
-//! create child agents ([`CreateAgentPolicy`]).
+//! Agent groups (`agent_groups`): [`AgentGroup`], its per-group container settings
+//! ([`ContainerOverrides`]: limits, image, git author and egress rules, stored as JSON in
+//! `container_config`), and whether its agents may create child agents
+//! ([`CreateAgentPolicy`]). [`GroupChanges`] is one update.
 //!
 //! An agent group's id is its folder name under `groups/`, checked to be a plain name.
 
 use super::{DbError, constraint, text_enum};
+use crate::egress::{EgressRule, EgressRules};
 use protocol::AgentGroupId;
 use protocol::time::now_ms;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -43,8 +45,8 @@ impl AgentGroup {
     }
 }
 
-/// Per-group container limits; `None` keeps the host's default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Per-group container settings; `None` keeps the host's default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<i64>,
@@ -56,6 +58,44 @@ pub struct ContainerOverrides {
     /// is made after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_quota_mb: Option<u64>,
+    /// Which agent image the group's containers run; `None` is the small default image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageChoice>,
+    /// The author (`Name <email>`) of the commits the group's agents make in their workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_author: Option<String>,
+    /// What the group's containers may reach through the egress proxy (empty: nothing).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub egress: EgressRules,
+}
+
+fn is_default(rules: &EgressRules) -> bool {
+    *rules == EgressRules::default()
+}
+
+/// The agent images a group can choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageChoice {
+    /// `crabpot-agent`: the static runner and busybox (`make image`).
+    Default,
+    /// `crabpot-agent-toolbox`: a Debian root filesystem with git, Python, Node.js, Chromium
+    /// and the same runner (`make image-toolbox`).
+    Toolbox,
+}
+
+impl std::str::FromStr for ImageChoice {
+    type Err = DbError;
+
+    fn from_str(text: &str) -> Result<Self, DbError> {
+        match text {
+            "default" => Ok(ImageChoice::Default),
+            "toolbox" => Ok(ImageChoice::Toolbox),
+            other => Err(DbError::Invalid(format!(
+                "image {other:?} is not one of default, toolbox"
+            ))),
+        }
+    }
 }
 
 impl ContainerOverrides {
@@ -87,18 +127,59 @@ impl ContainerOverrides {
                 "disk_quota_mb {mb} is outside 16..=16777216"
             )));
         }
+        if let Some(author) = &self.git_author {
+            check_git_author(author)?;
+        }
+        self.egress
+            .parsed()
+            .map_err(|error| DbError::Invalid(error.to_string()))?;
         Ok(())
     }
 
-    /// `over`'s values replace these where set.
+    /// `over`'s values replace these where set; the egress rules are changed only through
+    /// [`GroupChanges`].
     pub fn merge(self, over: ContainerOverrides) -> ContainerOverrides {
         ContainerOverrides {
             memory_mb: over.memory_mb.or(self.memory_mb),
             cpus: over.cpus.or(self.cpus),
             pids_limit: over.pids_limit.or(self.pids_limit),
             disk_quota_mb: over.disk_quota_mb.or(self.disk_quota_mb),
+            image: over.image.or(self.image),
+            git_author: over.git_author.or(self.git_author),
+            egress: self.egress,
         }
     }
+}
+
+/// A commit author as git takes it: `Name <email>`, one line, no control characters.
+fn check_git_author(author: &str) -> Result<(), DbError> {
+    let well_formed = author.len() <= 200
+        && !author.chars().any(char::is_control)
+        && author.split_once(" <").is_some_and(|(name, email)| {
+            !name.trim().is_empty()
+                && email.ends_with('>')
+                && email.trim_end_matches('>').contains('@')
+                && !email.trim_end_matches('>').contains(['<', '>'])
+        });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(DbError::Invalid(format!(
+            "git author {author:?} must look like `Name <email@example.com>`"
+        )))
+    }
+}
+
+/// What one `groups update` changes; `None` and empty lists leave things as they are.
+#[derive(Clone, Debug, Default)]
+pub struct GroupChanges {
+    pub name: Option<String>,
+    pub overrides: Option<ContainerOverrides>,
+    pub create_agent_policy: Option<CreateAgentPolicy>,
+    /// Rules added to the allowlist, in order.
+    pub allow_egress: Vec<EgressRule>,
+    /// Rules taken off it (or denied explicitly where a broader rule still covers them).
+    pub deny_egress: Vec<EgressRule>,
 }
 
 fn agent_group_from(row: &Row<'_>) -> rusqlite::Result<AgentGroup> {
@@ -195,25 +276,32 @@ pub fn set_parent(
 pub fn update_agent_group(
     conn: &Connection,
     id: &AgentGroupId,
-    name: Option<&str>,
-    overrides: Option<ContainerOverrides>,
-    policy: Option<CreateAgentPolicy>,
+    changes: &GroupChanges,
 ) -> Result<AgentGroup, DbError> {
     let group = agent_group(conn, id)?;
-    if let Some(policy) = policy {
+    if let Some(policy) = changes.create_agent_policy {
         conn.execute(
             "UPDATE agent_groups SET create_agent_policy = ?2 WHERE id = ?1",
             params![id, policy],
         )?;
     }
-    if let Some(name) = name {
+    if let Some(name) = &changes.name {
         conn.execute(
             "UPDATE agent_groups SET name = ?2 WHERE id = ?1",
             params![id, name],
         )?;
     }
-    if let Some(overrides) = overrides {
-        let merged = group.overrides().merge(overrides);
+    let edits_egress = !changes.allow_egress.is_empty() || !changes.deny_egress.is_empty();
+    if changes.overrides.is_some() || edits_egress {
+        let mut merged = group
+            .overrides()
+            .merge(changes.overrides.clone().unwrap_or_default());
+        for rule in &changes.allow_egress {
+            merged.egress.allow(rule);
+        }
+        for rule in &changes.deny_egress {
+            merged.egress.deny(rule);
+        }
         merged.validate()?;
         let config = serde_json::to_string(&merged).unwrap_or_else(|_| "{}".into());
         conn.execute(

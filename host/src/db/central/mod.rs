@@ -15,6 +15,7 @@ pub mod channel_state;
 pub mod chats;
 pub mod destinations;
 pub mod drops;
+pub mod egress_log;
 pub mod groups;
 pub mod live_drafts;
 pub mod people;
@@ -59,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/central/009_channel_state.sql"),
     include_str!("../../../migrations/central/010_live_drafts.sql"),
     include_str!("../../../migrations/central/011_webhooks.sql"),
+    include_str!("../../../migrations/central/012_egress_log.sql"),
 ];
 
 /// Opens (creating if needed) and migrates the central DB.

@@ -38,6 +38,7 @@ fn harness() -> Harness {
         SupervisorConfig {
             install_id: "t".into(),
             image: "img".into(),
+            toolbox_image: "toolbox-img".into(),
             disk: DiskSettings::off("unit test"),
             limits: ContainerLimits::default(),
             max_containers: 1,
@@ -171,5 +172,26 @@ async fn a_panic_while_checking_containers_does_not_end_the_sweep() {
     assert!(
         !h.runtime.containers().iter().any(|c| c.id == container),
         "the exited container was reaped by the check after the panic"
+    );
+}
+
+#[test]
+fn the_container_env_holds_the_proxy_and_the_author_and_no_secret() {
+    let env = super::container_env("info", "Ada Lovelace <ada@example.com>");
+    let get = |key: &str| {
+        env.iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    };
+    assert_eq!(get("HTTPS_PROXY"), Some("http://127.0.0.1:3128"));
+    assert_eq!(get("http_proxy"), Some("http://127.0.0.1:3128"));
+    assert_eq!(get("NO_PROXY"), Some("localhost"));
+    assert_eq!(get("GIT_AUTHOR_NAME"), Some("Ada Lovelace"));
+    assert_eq!(get("GIT_COMMITTER_EMAIL"), Some("ada@example.com"));
+    assert_eq!(get("RUST_LOG"), Some("info"));
+    assert!(
+        env.iter()
+            .all(|(name, _)| !name.contains("KEY") && !name.contains("TOKEN")),
+        "{env:?}"
     );
 }

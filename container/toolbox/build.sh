@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Builds the toolbox image `crabpot-agent-toolbox:latest` offline (called by
+# `make image-toolbox`).
+#
+# Steps: hash packages.txt and rootfs.sh; if the base image `crabpot-agent-toolbox-base:<hash>`
+# is missing, import it from the cached rootfs tarball /var/tmp/crabpot-toolbox/rootfs-<hash>.tar,
+# making that first with rootfs.sh (mmdebstrap, Debian's packages) when it is missing too;
+# build the same static agent-runner as `make image` (cargo is a no-op when it is current);
+# build container/toolbox/Dockerfile FROM the base with the legacy builder
+# (`DOCKER_BUILDKIT=0`), or, if that builder is unavailable, create a container of the base,
+# copy the runner in and commit it with the same settings. Nothing is pulled. A rerun with
+# nothing changed skips mmdebstrap and the import and takes seconds. Prints the image size
+# and the time taken. Older base images and tarballs are removed when nothing uses them.
+#
+# Environment:
+#   AGENT_RUNNER_BIN    use this (static) binary instead of building the runner
+#   IMAGE_TAG           image tag (default crabpot-agent-toolbox:latest)
+#   IMAGE_BUILDER       `commit` skips the legacy builder (default: try it, then commit)
+#   TOOLBOX_CACHE_DIR   rootfs tarball cache (default /var/tmp/crabpot-toolbox)
+#   CARGO_TARGET_DIR    honoured when locating the built runner
+set -euo pipefail
+
+readonly TARGET_TRIPLE=x86_64-unknown-linux-gnu
+readonly IMAGE_TAG="${IMAGE_TAG:-crabpot-agent-toolbox:latest}"
+readonly BASE_REPO=crabpot-agent-toolbox-base
+readonly AGENT_UID_GID=10001:10001
+readonly CACHE_DIR="${TOOLBOX_CACHE_DIR:-/var/tmp/crabpot-toolbox}"
+
+log() { printf 'toolbox/build.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(cd "$here/../.." && pwd)"
+cd "$repo_root"
+started_at="$(date +%s)"
+
+is_static() {
+  local description
+  [ -f "$1" ] || return 1
+  description="$(file -L "$1" 2>/dev/null || ldd "$1" 2>&1 || true)"
+  case "$description" in
+    *"statically linked"* | *"static-pie linked"* | *"not a dynamic executable"*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+# The same build as container/build.sh, flags included, so the two share cargo's output.
+build_runner() {
+  if [ -n "${AGENT_RUNNER_BIN:-}" ]; then
+    log "using AGENT_RUNNER_BIN=$AGENT_RUNNER_BIN instead of building the runner"
+    [ -f "$AGENT_RUNNER_BIN" ] || die "AGENT_RUNNER_BIN=$AGENT_RUNNER_BIN does not exist"
+    runner_bin="$AGENT_RUNNER_BIN"
+  else
+    log "building agent-runner (release, static, $TARGET_TRIPLE)"
+    RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+      cargo build --release -p agent-runner --target "$TARGET_TRIPLE"
+    local target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+    case "$target_dir" in
+      /*) ;;
+      *) target_dir="$repo_root/$target_dir" ;;
+    esac
+    runner_bin="$target_dir/$TARGET_TRIPLE/release/agent-runner"
+    [ -f "$runner_bin" ] || die "cargo did not produce $runner_bin"
+  fi
+  is_static "$runner_bin" || die "$runner_bin is dynamically linked; it must run in any image"
+}
+
+recipe_hash() {
+  cat "$here/packages.txt" "$here/rootfs.sh" | sha256sum | cut -c1-16
+}
+
+ensure_base() {
+  local hash="$1" base="$BASE_REPO:$1" tarball="$CACHE_DIR/rootfs-$1.tar"
+  if docker image inspect "$base" >/dev/null 2>&1; then
+    log "base $base is present (rootfs cached)"
+    return
+  fi
+  mkdir -p "$CACHE_DIR"
+  if [ ! -s "$tarball" ]; then
+    command -v mmdebstrap >/dev/null 2>&1 ||
+      die "mmdebstrap is not installed (apt-get install mmdebstrap, or run tests/deps/install.sh)"
+    [ "$(id -u)" -eq 0 ] || die "mmdebstrap needs root here (--mode=root); run as root"
+    log "making the Debian rootfs with mmdebstrap into $tarball (minutes, once)"
+    local t0
+    t0="$(date +%s)"
+    rm -f "$tarball.partial"
+    bash "$here/rootfs.sh" "$tarball.partial"
+    mv "$tarball.partial" "$tarball"
+    log "rootfs made in $(($(date +%s) - t0)) s: $(du -h "$tarball" | cut -f1)"
+  fi
+  log "importing $tarball as $base"
+  docker import "$tarball" "$base" >/dev/null
+  # Older recipes' bases and tarballs: drop them when nothing uses them.
+  local other
+  for other in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "$BASE_REPO"); do
+    [ "$other" = "$base" ] || docker image rm "$other" >/dev/null 2>&1 || true
+  done
+  find "$CACHE_DIR" -maxdepth 1 -name 'rootfs-*.tar*' ! -name "rootfs-$hash.tar" -delete
+}
+
+build_image() {
+  local base="$1" context="$2"
+  cp "$here/Dockerfile" "$context/Dockerfile"
+  cp "$runner_bin" "$context/agent-runner"
+  chmod 0755 "$context/agent-runner"
+  if [ "${IMAGE_BUILDER:-}" != commit ]; then
+    log "building $IMAGE_TAG with the legacy builder"
+    if DOCKER_BUILDKIT=0 docker build --quiet --build-arg "BASE_IMAGE=$base" \
+      --tag "$IMAGE_TAG" "$context" >/dev/null; then
+      return
+    fi
+    log "the legacy builder failed or is unavailable; committing a container instead"
+  fi
+  # Keep these in step with container/toolbox/Dockerfile.
+  local container
+  container="$(docker create "$base" /bin/true)"
+  docker cp "$context/agent-runner" "$container:/usr/local/bin/agent-runner"
+  docker commit \
+    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    --change "USER $AGENT_UID_GID" \
+    --change 'WORKDIR /session/work' \
+    --change 'ENTRYPOINT ["/usr/local/bin/agent-runner"]' \
+    --change 'CMD []' \
+    "$container" "$IMAGE_TAG" >/dev/null
+  docker rm "$container" >/dev/null
+}
+
+main() {
+  command -v docker >/dev/null 2>&1 || die "the docker CLI is not installed"
+  docker version >/dev/null 2>&1 || die "docker is unreachable (is the daemon running? DOCKER_HOST?)"
+  local hash base
+  hash="$(recipe_hash)"
+  base="$BASE_REPO:$hash"
+  ensure_base "$hash"
+  build_runner
+
+  local stage
+  stage="$(mktemp -d "${TMPDIR:-/tmp}/crabpot-toolbox.XXXXXX")"
+  # shellcheck disable=SC2064 # expand now: the trap must remove this very directory
+  trap "rm -rf '$stage'" EXIT
+
+  local previous_id new_id size_bytes size_mb
+  previous_id="$(docker image inspect --format '{{.Id}}' "$IMAGE_TAG" 2>/dev/null || true)"
+  build_image "$base" "$stage"
+  new_id="$(docker image inspect --format '{{.Id}}' "$IMAGE_TAG")"
+  if [ -n "$previous_id" ] && [ "$previous_id" != "$new_id" ]; then
+    # The replaced image is now untagged; keep it only while a container still uses it.
+    docker image rm "$previous_id" >/dev/null 2>&1 || true
+  fi
+
+  size_bytes="$(docker image inspect --format '{{.Size}}' "$IMAGE_TAG")"
+  size_mb="$(awk -v bytes="$size_bytes" 'BEGIN { printf "%.1f", bytes / 1000000 }')"
+  log "built $IMAGE_TAG (${new_id#sha256:}) on $base in $(($(date +%s) - started_at)) s: ${size_mb} MB"
+  printf '%s %s MB\n' "$IMAGE_TAG" "$size_mb"
+}
+
+main "$@"
