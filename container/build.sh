@@ -38,22 +38,8 @@ die() { log "error: $*"; exit 1; }
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-is_static() {
-  local path="$1" description
-  [ -f "$path" ] || return 1
-  if command -v file >/dev/null 2>&1; then
-    description="$(file -L "$path")"
-    case "$description" in
-      *"statically linked"* | *"static-pie linked"*) return 0 ;;
-      *) return 1 ;;
-    esac
-  fi
-  description="$(ldd "$path" 2>&1 || true)"
-  case "$description" in
-    *"not a dynamic executable"* | *"statically linked"*) return 0 ;;
-    *) return 1 ;;
-  esac
-}
+# shellcheck source=container/runner.sh
+source "$repo_root/container/runner.sh"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
@@ -77,25 +63,6 @@ ensure_busybox() {
   is_static /bin/busybox || die "/bin/busybox is still missing or not statically linked"
 }
 
-build_runner() {
-  if [ -n "${AGENT_RUNNER_BIN:-}" ]; then
-    log "using AGENT_RUNNER_BIN=$AGENT_RUNNER_BIN instead of building the runner"
-    [ -f "$AGENT_RUNNER_BIN" ] || die "AGENT_RUNNER_BIN=$AGENT_RUNNER_BIN does not exist"
-    runner_bin="$AGENT_RUNNER_BIN"
-  else
-    log "building agent-runner (release, static, $TARGET_TRIPLE)"
-    RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
-      cargo build --release -p agent-runner --target "$TARGET_TRIPLE"
-    local target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
-    case "$target_dir" in
-      /*) ;;
-      *) target_dir="$repo_root/$target_dir" ;;
-    esac
-    runner_bin="$target_dir/$TARGET_TRIPLE/release/agent-runner"
-    [ -f "$runner_bin" ] || die "cargo did not produce $runner_bin"
-  fi
-  is_static "$runner_bin" || die "$runner_bin is dynamically linked; the image is FROM scratch"
-}
 
 stage_rootfs() {
   local rootfs="$1" applet

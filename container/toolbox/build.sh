@@ -34,36 +34,8 @@ repo_root="$(cd "$here/../.." && pwd)"
 cd "$repo_root"
 started_at="$(date +%s)"
 
-is_static() {
-  local description
-  [ -f "$1" ] || return 1
-  description="$(file -L "$1" 2>/dev/null || ldd "$1" 2>&1 || true)"
-  case "$description" in
-    *"statically linked"* | *"static-pie linked"* | *"not a dynamic executable"*) return 0 ;;
-    *) return 1 ;;
-  esac
-}
-
-# The same build as container/build.sh, flags included, so the two share cargo's output.
-build_runner() {
-  if [ -n "${AGENT_RUNNER_BIN:-}" ]; then
-    log "using AGENT_RUNNER_BIN=$AGENT_RUNNER_BIN instead of building the runner"
-    [ -f "$AGENT_RUNNER_BIN" ] || die "AGENT_RUNNER_BIN=$AGENT_RUNNER_BIN does not exist"
-    runner_bin="$AGENT_RUNNER_BIN"
-  else
-    log "building agent-runner (release, static, $TARGET_TRIPLE)"
-    RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
-      cargo build --release -p agent-runner --target "$TARGET_TRIPLE"
-    local target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
-    case "$target_dir" in
-      /*) ;;
-      *) target_dir="$repo_root/$target_dir" ;;
-    esac
-    runner_bin="$target_dir/$TARGET_TRIPLE/release/agent-runner"
-    [ -f "$runner_bin" ] || die "cargo did not produce $runner_bin"
-  fi
-  is_static "$runner_bin" || die "$runner_bin is dynamically linked; it must run in any image"
-}
+# shellcheck source=container/runner.sh
+source "$repo_root/container/runner.sh"
 
 recipe_hash() {
   cat "$here/packages.txt" "$here/rootfs.sh" | sha256sum | cut -c1-16

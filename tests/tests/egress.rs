@@ -16,10 +16,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-use support::{TURN, after_tool_call, cli_ok, tool_result};
+use support::{TURN, cli_ok, egress_log_until, relay_tool_results, tool_result};
 use tests::docker::require_docker;
-use tests::fake_model::{FakeModel, Reply, echo_reply};
+use tests::fake_model::{FakeModel, Reply};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
 use tests::https_server::{StaticServer, bare_repo};
 
@@ -27,20 +26,6 @@ async fn start(fake: &FakeModel) -> HostProcess {
     HostProcess::start(HostOptions::with_model(ModelConfig::openai(fake)))
         .await
         .unwrap()
-}
-
-/// Replies with the last tool result after a tool call, and echoes otherwise.
-fn relay_tool_results(fake: &FakeModel) {
-    fake.set_default_reply_fn(|request| {
-        if after_tool_call(request) {
-            Reply::text(format!(
-                "tool said: {}",
-                tool_result(request).unwrap_or_default()
-            ))
-        } else {
-            echo_reply(request)
-        }
-    });
 }
 
 /// A folder with `hello.txt` to serve.
@@ -65,36 +50,6 @@ async fn run_bash(host: &HostProcess, fake: &FakeModel, command: &str) -> String
         .skip(n_before)
         .find_map(tool_result)
         .unwrap_or_else(|| panic!("no tool result reached the model\n{}", host.log_tail(60)))
-}
-
-/// The egress log as `crabpot egress log --json` prints it.
-async fn egress_log(host: &HostProcess) -> Vec<Value> {
-    let stdout = cli_ok(host, &["--json", "egress", "log", "--limit", "100"]).await;
-    match serde_json::from_str(&stdout) {
-        Ok(Value::Array(entries)) => entries,
-        other => panic!("egress log --json is not an array: {other:?}\n{stdout}"),
-    }
-}
-
-/// Polls the egress log until `wanted` holds for it (attempts are recorded when they end,
-/// through the DB writer), or panics with `what` and the log.
-async fn log_until(
-    host: &HostProcess,
-    what: &str,
-    wanted: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let entries = egress_log(host).await;
-        if wanted(&entries) {
-            return entries;
-        }
-        assert!(
-            start.elapsed() < TURN,
-            "timed out waiting for {what} in the egress log: {entries:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn entry<'a>(entries: &'a [Value], host: &str, port: u16, kind: &str) -> Option<&'a Value> {
@@ -172,7 +127,7 @@ echo "== end""#
         "{output}"
     );
 
-    let entries = log_until(&host, "every attempt", |entries| {
+    let entries = egress_log_until(&host, "every attempt", |entries| {
         bytes_down(entry(entries, "127.0.0.1", p, "http")) > 0
             && bytes_down(entry(entries, "127.0.0.1", p, "connect")) > 0
             && entry(entries, "example.invalid", 443, "connect").is_some()
@@ -231,7 +186,7 @@ echo "== end""#
     .await;
     assert!(!output.contains("crab egress ok"), "{output}");
     assert!(output.contains("403"), "{output}");
-    let entries = log_until(&host, "the refused request", |entries| {
+    let entries = egress_log_until(&host, "the refused request", |entries| {
         entries.iter().filter(|e| e["kind"] == "http").count() > n_http_before
     })
     .await;
@@ -309,7 +264,7 @@ echo "== end""#
         assert!(refused.contains("403"), "{name}: {output}");
         assert!(!refused.contains("crab egress ok"), "{name}: {output}");
     }
-    let entries = log_until(&host, "every attempt", |entries| {
+    let entries = egress_log_until(&host, "every attempt", |entries| {
         entries
             .iter()
             .filter(|e| e["host"] == "127.0.0.1" && e["port"] == p && e["outcome"] == "allowed")

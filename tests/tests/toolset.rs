@@ -13,30 +13,16 @@ mod support;
 use serde_json::json;
 use std::time::Duration;
 use support::{
-    Platform, Say, TURN, after_tool_call, central, cli_ok, eventually, read_only, tool_result,
+    Platform, Say, TURN, central, cli_ok, eventually, read_only, relay_tool_results, tool_result,
 };
 use tests::docker::require_docker;
-use tests::fake_model::{FakeModel, Reply, echo_reply};
+use tests::fake_model::{FakeModel, Reply};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
 
 async fn start(fake: &FakeModel) -> HostProcess {
     HostProcess::start(HostOptions::with_model(ModelConfig::openai(fake)))
         .await
         .unwrap()
-}
-
-/// Replies with the last tool result after a tool call, and echoes otherwise.
-fn relay_tool_results(fake: &FakeModel) {
-    fake.set_default_reply_fn(|request| {
-        if after_tool_call(request) {
-            Reply::text(format!(
-                "tool said: {}",
-                tool_result(request).unwrap_or_default()
-            ))
-        } else {
-            echo_reply(request)
-        }
-    });
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,9 +16,9 @@ mod support;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use support::{TURN, after_tool_call, cli_ok, tool_result};
+use support::{TURN, cli_ok, egress_log_until, relay_tool_results, tool_result};
 use tests::docker::{self, require_docker};
-use tests::fake_model::{FakeModel, Reply, echo_reply};
+use tests::fake_model::{FakeModel, Reply};
 use tests::fake_platform::FakeServer;
 use tests::fake_search::FakeSearch;
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
@@ -46,24 +46,6 @@ fn page_server(redirect_to: String) -> FakeServer {
             }),
         );
     FakeServer::start(routes).unwrap()
-}
-
-fn port_of(server: &FakeServer) -> u16 {
-    server.url().rsplit(':').next().unwrap().parse().unwrap()
-}
-
-/// Replies with the last tool result after a tool call, and echoes otherwise.
-fn relay_tool_results(fake: &FakeModel) {
-    fake.set_default_reply_fn(|request| {
-        if after_tool_call(request) {
-            Reply::text(format!(
-                "tool said: {}",
-                tool_result(request).unwrap_or_default()
-            ))
-        } else {
-            echo_reply(request)
-        }
-    });
 }
 
 /// Runs one turn scripted as `calls` tool calls and returns their results in order.
@@ -97,9 +79,9 @@ async fn web_fetch_returns_allowed_pages_as_markdown_and_refuses_the_rest() {
     }
     // A server no rule allows, to redirect to.
     let unlisted = page_server(String::new());
-    let q = port_of(&unlisted);
+    let q = unlisted.addr.port();
     let site = page_server(format!("http://127.0.0.1:{q}/page"));
-    let p = port_of(&site);
+    let p = site.addr.port();
     let fake = FakeModel::start().unwrap();
     relay_tool_results(&fake);
     let host = HostProcess::start(HostOptions::with_model(ModelConfig::openai(&fake)))
@@ -186,7 +168,7 @@ async fn web_fetch_returns_allowed_pages_as_markdown_and_refuses_the_rest() {
     );
 
     // Every hop is in the egress log with its outcome.
-    let stdout = eventually_log(&host, |entries| {
+    let stdout = egress_log_until(&host, "the web tools' attempts", |entries| {
         let fetches: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "fetch").collect();
         let has = |host: &str, port: u16, outcome: &str| {
             fetches
@@ -283,7 +265,7 @@ async fn web_search_returns_the_backends_results_and_the_key_stays_on_the_host()
         .unwrap()
         .parse::<u16>()
         .unwrap();
-    eventually_log(&host, |entries| {
+    egress_log_until(&host, "the web tools' attempts", |entries| {
         entries.iter().any(|e| {
             e["kind"] == "search"
                 && e["host"] == "127.0.0.1"
@@ -320,26 +302,4 @@ fn decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Polls `crabpot egress log --json` until `wanted` holds (attempts reach the DB through a
-/// writer task), and returns the entries.
-async fn eventually_log(host: &HostProcess, wanted: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + TURN;
-    loop {
-        let stdout = cli_ok(host, &["--json", "egress", "log", "--limit", "100"]).await;
-        let entries = match serde_json::from_str(&stdout) {
-            Ok(Value::Array(entries)) => entries,
-            other => panic!("egress log --json is not an array: {other:?}\n{stdout}"),
-        };
-        if wanted(&entries) {
-            return entries;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for the egress log: {entries:#?}"
-        );
-        // A short pause between polls, bounded by the deadline above.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
 }

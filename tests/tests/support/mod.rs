@@ -37,6 +37,46 @@ pub async fn eventually<T>(
     }
 }
 
+/// Makes the fake model answer a tool call with the tool's result (`tool said: ...`), and echo
+/// otherwise, so a test reads what a tool returned in the reply.
+pub fn relay_tool_results(fake: &FakeModel) {
+    fake.set_default_reply_fn(|request| {
+        if after_tool_call(request) {
+            Reply::text(format!(
+                "tool said: {}",
+                tool_result(request).unwrap_or_default()
+            ))
+        } else {
+            echo_reply(request)
+        }
+    });
+}
+
+/// Polls `crabpot egress log --json` until `wanted` holds for its entries (attempts reach the
+/// central DB through a writer task, after they end), or panics with `what` and the log.
+pub async fn egress_log_until(
+    host: &HostProcess,
+    what: &str,
+    wanted: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let stdout = cli_ok(host, &["--json", "egress", "log", "--limit", "100"]).await;
+        let entries = match serde_json::from_str(&stdout) {
+            Ok(Value::Array(entries)) => entries,
+            other => panic!("egress log --json is not an array: {other:?}\n{stdout}"),
+        };
+        if wanted(&entries) {
+            return entries;
+        }
+        assert!(
+            start.elapsed() < TURN,
+            "timed out waiting for {what} in the egress log: {entries:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// One message as a platform sends it.
 #[derive(Clone, Debug)]
 pub struct Say {
