@@ -8,7 +8,9 @@
 //! not one of the four formats, claims an absurd size, or is over [`MAX_IMAGE_BYTES`] is
 //! refused with an [`ImageError`] naming the problem, never decoded.
 
+use crate::transcript::Entry;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// Largest image kept for the model, in bytes (the providers' own per-image limit).
@@ -271,6 +273,41 @@ impl ImageStore {
         kept
     }
 
+    /// Removes the kept images no entry of `entries` refers to any more: after `/clear` or a
+    /// compaction replaced the transcript, their files would only fill the session's disk.
+    /// Returns how many were removed; a file that cannot be removed is logged and left.
+    pub fn prune(&self, entries: &[Entry]) -> usize {
+        let referenced: HashSet<&str> = entries
+            .iter()
+            .flat_map(Entry::images)
+            .map(|image| image.file.as_str())
+            .collect();
+        let listing = match std::fs::read_dir(&self.dir) {
+            Ok(listing) => listing,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return 0,
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot list the kept images");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for item in listing.flatten() {
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if referenced.contains(name) || !item.file_type().is_ok_and(|kind| kind.is_file()) {
+                continue;
+            }
+            match std::fs::remove_file(item.path()) {
+                Ok(()) => removed += 1,
+                Err(error) => tracing::warn!(file = %name, %error, "cannot remove an unused image"),
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed images the transcript no longer refers to");
+        }
+        removed
+    }
+
     /// The bytes of a kept image; `None` when the reference is not a plain file name of
     /// this store (a hand-edited transcript) or the file is gone or changed size.
     pub fn read(&self, image: &ImageRef) -> Option<Vec<u8>> {
@@ -379,5 +416,34 @@ pub(crate) mod tests {
         let kept = store.keep_files(&files);
         assert_eq!(kept.len(), 1);
         assert_eq!((kept[0].name.as_str(), kept[0].width), ("cat.png", 3));
+    }
+
+    #[test]
+    fn prune_removes_only_images_no_entry_refers_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::in_out_dir(dir.path());
+        assert_eq!(store.prune(&[]), 0, "no images folder yet");
+        let kept = store.keep("kept.png", &png_header(5, 5)).unwrap();
+        let dropped = store.keep("old.png", &png_header(6, 6)).unwrap();
+        let entries = vec![
+            Entry::User {
+                text: "see".into(),
+                seqs: vec![2],
+                images: Vec::new(),
+            },
+            Entry::ToolResult {
+                call_id: "c1".into(),
+                content: "shot".into(),
+                is_error: false,
+                images: vec![kept.clone()],
+            },
+        ];
+        assert_eq!(store.prune(&entries), 1);
+        assert!(store.read(&kept).is_some());
+        assert!(store.read(&dropped).is_none());
+        assert!(!store.dir().join(&dropped.file).exists());
+        // After /clear nothing is referred to.
+        assert_eq!(store.prune(&[]), 1);
+        assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
     }
 }

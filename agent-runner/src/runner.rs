@@ -9,6 +9,7 @@
 
 use crate::commands;
 use crate::config::{Limits, RunnerOptions};
+use crate::image::ImageStore;
 use crate::live::LiveClient;
 use crate::model::ModelClient;
 use crate::stop::{self, Starters, StopRequest};
@@ -199,6 +200,7 @@ impl Runner {
                 commands::run_clear(&self.store.handle, &mut self.transcript, &rows, command)
                     .instrument(span)
                     .await?;
+            ImageStore::in_out_dir(&self.options.paths.out_dir()).prune(self.transcript.entries());
             return Ok(Some(summary));
         }
         let turn_rows: Vec<MessageId> = rows.iter().map(|row| row.id.clone()).collect();

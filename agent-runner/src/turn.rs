@@ -206,6 +206,7 @@ pub async fn run_turn(
                     compacted = compact(
                         context.model,
                         transcript,
+                        &images,
                         context.limits,
                         &system,
                         context.tools,
@@ -384,11 +385,13 @@ async fn close_stopped_calls(
     Ok(())
 }
 
-/// Compacts the conversation when the next request would be too large. Returns whether
-/// compaction may be tried again in this turn (not after a failed summarisation).
+/// Compacts the conversation when the next request would be too large, and removes the
+/// images only the summarised entries referred to. Returns whether compaction may be tried
+/// again in this turn (not after a failed summarisation).
 async fn compact(
     model: &ModelClient,
     transcript: &mut Transcript,
+    images: &ImageStore,
     limits: &Limits,
     system: &str,
     tools: &ToolRegistry,
@@ -415,6 +418,7 @@ async fn compact(
                 n_entries,
                 "compacted the conversation"
             );
+            images.prune(transcript.entries());
             Ok(true)
         }
         Compaction::Failed(error) => {

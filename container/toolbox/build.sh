@@ -8,9 +8,11 @@
 # build the same static agent-runner as `make image` (cargo is a no-op when it is current);
 # build container/toolbox/Dockerfile FROM the base with the legacy builder
 # (`DOCKER_BUILDKIT=0`), or, if that builder is unavailable, create a container of the base,
-# copy the runner in and commit it with the same settings. Nothing is pulled. A rerun with
-# nothing changed skips mmdebstrap and the import and takes seconds. Prints the image size
-# and the time taken. Older base images and tarballs are removed when nothing uses them.
+# copy the runner in and commit it with the same settings. Nothing is pulled. The image is
+# labelled with a hash of what went into it (base image id, runner binary, Dockerfile): a
+# rerun with nothing changed finds that label, skips mmdebstrap, the import and the image
+# build, and takes seconds. Prints the image size and the time taken. Older base images and
+# tarballs are removed when nothing uses them.
 #
 # Environment:
 #   AGENT_RUNNER_BIN    use this (static) binary instead of building the runner
@@ -24,6 +26,7 @@ readonly TARGET_TRIPLE=x86_64-unknown-linux-gnu
 readonly IMAGE_TAG="${IMAGE_TAG:-crabpot-agent-toolbox:latest}"
 readonly BASE_REPO=crabpot-agent-toolbox-base
 readonly AGENT_UID_GID=10001:10001
+readonly INPUTS_LABEL=crabpot.toolbox.inputs
 readonly CACHE_DIR="${TOOLBOX_CACHE_DIR:-/var/tmp/crabpot-toolbox}"
 
 log() { printf 'toolbox/build.sh: %s\n' "$*" >&2; }
@@ -70,15 +73,25 @@ ensure_base() {
   find "$CACHE_DIR" -maxdepth 1 -name 'rootfs-*.tar*' ! -name "rootfs-$hash.tar" -delete
 }
 
+# The hash of everything the final image is made of.
+inputs_hash() {
+  local base="$1"
+  {
+    docker image inspect --format '{{.Id}}' "$base"
+    sha256sum <"$runner_bin"
+    cat "$here/Dockerfile"
+  } | sha256sum | cut -c1-16
+}
+
 build_image() {
-  local base="$1" context="$2"
+  local base="$1" context="$2" inputs="$3"
   cp "$here/Dockerfile" "$context/Dockerfile"
   cp "$runner_bin" "$context/agent-runner"
   chmod 0755 "$context/agent-runner"
   if [ "${IMAGE_BUILDER:-}" != commit ]; then
     log "building $IMAGE_TAG with the legacy builder"
     if DOCKER_BUILDKIT=0 docker build --quiet --build-arg "BASE_IMAGE=$base" \
-      --tag "$IMAGE_TAG" "$context" >/dev/null; then
+      --label "$INPUTS_LABEL=$inputs" --tag "$IMAGE_TAG" "$context" >/dev/null; then
       return
     fi
     log "the legacy builder failed or is unavailable; committing a container instead"
@@ -93,6 +106,7 @@ build_image() {
     --change 'WORKDIR /session/work' \
     --change 'ENTRYPOINT ["/usr/local/bin/agent-runner"]' \
     --change 'CMD []' \
+    --change "LABEL $INPUTS_LABEL=$inputs" \
     "$container" "$IMAGE_TAG" >/dev/null
   docker rm "$container" >/dev/null
 }
@@ -106,6 +120,15 @@ main() {
   ensure_base "$hash"
   build_runner
 
+  local inputs current
+  inputs="$(inputs_hash "$base")"
+  current="$(docker image inspect --format "{{index .Config.Labels \"$INPUTS_LABEL\"}}" "$IMAGE_TAG" 2>/dev/null || true)"
+  if [ "$current" = "$inputs" ]; then
+    log "$IMAGE_TAG is up to date (inputs $inputs), checked in $(($(date +%s) - started_at)) s"
+    printf '%s up to date\n' "$IMAGE_TAG"
+    return
+  fi
+
   local stage
   stage="$(mktemp -d "${TMPDIR:-/tmp}/crabpot-toolbox.XXXXXX")"
   # shellcheck disable=SC2064 # expand now: the trap must remove this very directory
@@ -113,7 +136,7 @@ main() {
 
   local previous_id new_id size_bytes size_mb
   previous_id="$(docker image inspect --format '{{.Id}}' "$IMAGE_TAG" 2>/dev/null || true)"
-  build_image "$base" "$stage"
+  build_image "$base" "$stage" "$inputs"
   new_id="$(docker image inspect --format '{{.Id}}' "$IMAGE_TAG")"
   if [ -n "$previous_id" ] && [ "$previous_id" != "$new_id" ]; then
     # The replaced image is now untagged; keep it only while a container still uses it.

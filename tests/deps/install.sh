@@ -63,3 +63,15 @@ if [ ! -x "$synapse_venv/bin/python" ] || ! cmp -s tests/deps/synapse-requiremen
   "$synapse_venv/bin/pip" install -q --disable-pip-version-check -r tests/deps/synapse-requirements.txt
   cp tests/deps/synapse-requirements.txt "$synapse_stamp"
 fi
+
+# The official MCP Python SDK, for the MCP client's end-to-end test (tests/src/mcp_server.rs
+# runs tests/deps/mcp_server.py on loopback). Its own venv (CRABPOT_MCP_VENV, by default
+# /var/tmp/crabpot-mcp-venv): the SDK pins its web stack (Starlette, uvicorn, pydantic).
+mcp_venv="${CRABPOT_MCP_VENV:-/var/tmp/crabpot-mcp-venv}"
+mcp_stamp="$mcp_venv/.requirements"
+if [ ! -x "$mcp_venv/bin/python" ] || ! cmp -s tests/deps/mcp-requirements.txt "$mcp_stamp"; then
+  echo "tests/deps/install.sh: preparing the MCP SDK venv in $mcp_venv"
+  python3 -m venv "$mcp_venv"
+  "$mcp_venv/bin/pip" install -q --disable-pip-version-check -r tests/deps/mcp-requirements.txt
+  cp tests/deps/mcp-requirements.txt "$mcp_stamp"
+fi

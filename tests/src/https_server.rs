@@ -2,8 +2,9 @@
 //! folder over TLS with a fresh self-signed certificate for `127.0.0.1` (made with the
 //! `openssl` command), [`StaticServer::http`] over plain HTTP. Both run
 //! `tests/deps/static_server.py` (Python's standard library only) on `127.0.0.1:<port 0>`.
-//! [`bare_repo`] makes a bare git repository clonable over git's dumb HTTP protocol from such
-//! a folder. Dropping the server kills it.
+//! [`bare_repo`] makes a bare git repository in such a folder that git can clone (dumb or smart
+//! HTTP) and push to (smart HTTP: the script runs `git http-backend`). Dropping the server kills
+//! it.
 
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader};
@@ -125,7 +126,8 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Makes `<site>/<name>.git`, a bare repository with one commit holding `files`, ready for
-/// git's dumb HTTP protocol (`git update-server-info`).
+/// git's dumb HTTP protocol (`git update-server-info`) and open to pushes over smart HTTP
+/// (`http.receivepack`, which `git http-backend` otherwise grants only to authenticated users).
 pub fn bare_repo(site: &Path, name: &str, files: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
     let work = tempfile::tempdir()?;
     git(work.path(), &["init", "-q"])?;
@@ -147,5 +149,22 @@ pub fn bare_repo(site: &Path, name: &str, files: &[(&str, &str)]) -> anyhow::Res
         ],
     )?;
     git(&bare, &["update-server-info"])?;
+    git(&bare, &["config", "http.receivepack", "true"])?;
     Ok(bare)
+}
+
+/// `git log -1 --format=<format> <rev>` in `repo`, as the host sees it.
+pub fn git_show(repo: &Path, rev: &str, format: &str) -> anyhow::Result<String> {
+    let output = Command::new("git")
+        .args(["log", "-1", &format!("--format={format}"), rev])
+        .current_dir(repo)
+        .output()
+        .context("running git log")?;
+    if !output.status.success() {
+        bail!(
+            "git log {rev} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }

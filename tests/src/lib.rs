@@ -32,6 +32,7 @@ pub mod host_process;
 pub mod http_client;
 pub mod https_server;
 pub mod mail_server;
+pub mod mcp_server;
 pub mod process_usage;
 pub mod prometheus;
 pub mod synapse;

@@ -9,7 +9,9 @@
 //!   --json` with its outcome, the allowed ones with bytes; `--deny-egress` takes access away
 //!   for the next connection.
 //! - Toolbox image: `curl` and `git clone` reach an allowed HTTPS server (self-signed, for
-//!   127.0.0.1) and the clone's content is checked; the same three refusals show in curl.
+//!   127.0.0.1) and the clone's content is checked; a branch committed in the container, with
+//!   the group's author, is pushed back over smart HTTP and lands in the host's repository; the
+//!   same three refusals show in curl.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,10 +19,10 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{TURN, cli_ok, egress_log_until, relay_tool_results, tool_result};
-use tests::docker::require_docker;
+use tests::docker::{self, require_docker};
 use tests::fake_model::{FakeModel, Reply};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
-use tests::https_server::{StaticServer, bare_repo};
+use tests::https_server::{StaticServer, bare_repo, git_show};
 
 async fn start(fake: &FakeModel) -> HostProcess {
     HostProcess::start(HostOptions::with_model(ModelConfig::openai(fake)))
@@ -200,7 +202,7 @@ async fn curl_and_git_in_the_toolbox_reach_an_allowed_https_server() {
         return;
     }
     let site = site();
-    bare_repo(
+    let repo = bare_repo(
         site.path(),
         "repo",
         &[("README.md", "cloned through the egress proxy\n")],
@@ -234,7 +236,8 @@ async fn curl_and_git_in_the_toolbox_reach_an_allowed_https_server() {
         // proxy, as a name that resolves to loopback there.
         r#"echo "== curl"; curl -sSk https://127.0.0.1:{p}/hello.txt 2>&1
 echo "== git"; git -c http.sslVerify=false clone -q https://127.0.0.1:{p}/repo.git clone 2>&1 && cat clone/README.md
-echo "== commit"; cd clone && echo more >> README.md && git commit -qam "agent edit" 2>&1 && git log -1 --format='%an <%ae> | %cn <%ce>'; cd ..
+echo "== commit"; cd clone && echo more >> README.md && git commit -qam "agent edit" 2>&1 && git log -1 --format='%an <%ae> | %cn <%ce>'
+echo "== push"; git checkout -qb agent-edit && git -c http.sslVerify=false push -q origin agent-edit 2>&1 && echo pushed; cd ..
 echo "== invalid"; curl -sSk https://example.invalid/ 2>&1
 echo "== localhost"; curl --noproxy "" -sSk https://localhost:{p}/ 2>&1
 echo "== port"; curl -sSk https://127.0.0.1:{q}/hello.txt 2>&1
@@ -259,11 +262,18 @@ echo "== end""#
             .contains("Ada Lovelace <ada@example.com> | Ada Lovelace <ada@example.com>"),
         "{output}"
     );
+    // The push went through the proxy too, and the host's repository has the agent's branch.
+    assert!(section("push").contains("pushed"), "{output}");
+    assert_eq!(
+        git_show(&repo, "agent-edit", "%an <%ae> | %s").unwrap(),
+        "Ada Lovelace <ada@example.com> | agent edit"
+    );
     for name in ["invalid", "localhost", "port"] {
         let refused = section(name);
         assert!(refused.contains("403"), "{name}: {output}");
         assert!(!refused.contains("crab egress ok"), "{name}: {output}");
     }
+    toolbox_keeps_the_policy_and_carries_the_tools(&host).await;
     let entries = egress_log_until(&host, "every attempt", |entries| {
         entries
             .iter()
@@ -281,4 +291,75 @@ echo "== end""#
     assert_eq!(outcome("example.invalid", 443), "not_listed");
     assert_eq!(outcome("localhost", p), "internal_address");
     assert_eq!(outcome("127.0.0.1", q), "not_listed");
+}
+
+/// The session's toolbox container runs under the small image's policy (own uid, read-only
+/// root, every capability dropped, no network, limits) with the toolbox floors, and has the
+/// tools the issue names.
+async fn toolbox_keeps_the_policy_and_carries_the_tools(host: &HostProcess) {
+    let docker = docker::connect().await.unwrap();
+    let containers =
+        docker::list_containers_by_label(&docker, "crabpot.install", host.install_id())
+            .await
+            .unwrap();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let id = containers[0].id.clone().unwrap();
+    let inspect = docker::inspect_container_json(&docker, &id).await.unwrap();
+    assert!(
+        inspect["Config"]["Image"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("toolbox"),
+        "{}",
+        inspect["Config"]["Image"]
+    );
+    let config = &inspect["HostConfig"];
+    assert_eq!(config["ReadonlyRootfs"], true);
+    assert_eq!(config["CapDrop"], json!(["ALL"]));
+    assert_eq!(config["NetworkMode"], "none");
+    assert_eq!(config["Privileged"], false);
+    assert!(
+        config["SecurityOpt"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "no-new-privileges"),
+        "{config}"
+    );
+    assert!(
+        config["Memory"].as_i64().unwrap() >= 1_500_000_000,
+        "{config}"
+    );
+    assert!(config["PidsLimit"].as_i64().unwrap() >= 1024, "{config}");
+    let user = inspect["Config"]["User"].as_str().unwrap_or_default();
+    assert!(
+        !user.is_empty() && !user.starts_with("0:") && user != "0",
+        "{user}"
+    );
+
+    let script = "id -u; git --version; python3 --version; python3 -m pip --version; \
+                  node --version; npm --version; curl --version | head -1; rg --version | head -1; \
+                  chromium --version; touch /usr/probe 2>&1 || echo read-only root";
+    let tools = docker::exec(&docker, &id, &["sh", "-c", script])
+        .await
+        .unwrap();
+    let out = &tools.stdout;
+    assert_ne!(out.lines().next().unwrap_or("0").trim(), "0", "{tools:?}");
+    for wanted in [
+        "git version",
+        "Python 3.",
+        "pip ",
+        "curl ",
+        "ripgrep ",
+        "Chromium ",
+        "read-only root",
+    ] {
+        assert!(out.contains(wanted), "{wanted} missing: {tools:?}");
+    }
+    // `node --version` and `npm --version` print bare versions: v18.19.0 and 9.2.0.
+    assert!(
+        out.lines()
+            .any(|line| line.starts_with('v') && line.contains('.')),
+        "{tools:?}"
+    );
 }
