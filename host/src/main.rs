@@ -47,7 +47,7 @@ fn load_config(cli: &Cli, flags: RawConfig) -> anyhow::Result<Config> {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    let user = || std::env::var("USER").unwrap_or_else(|_| "you".into());
+    let user = host::channels::cli::terminal_user;
     match &cli.command {
         Command::Serve(args) => {
             init_logging(true);

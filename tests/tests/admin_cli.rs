@@ -433,8 +433,19 @@ async fn people_sessions_approvals_dropped_status_and_help() {
         5,
     )
     .await;
+    // Olivia's two, and the owner the first start made of the terminal's user.
     let roles = cli_json(&host, &["roles", "list"]).await;
-    assert_eq!(roles.as_array().unwrap().len(), 2, "{roles}");
+    assert_eq!(roles.as_array().unwrap().len(), 3, "{roles}");
+    assert_eq!(
+        roles
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|grant| grant["user_id"] != "cli:olivia" && grant["role"] == "owner")
+            .count(),
+        1,
+        "{roles}"
+    );
     cli_ok(
         &host,
         &["roles", "revoke", "cli:olivia", "admin", "--group", "main"],

@@ -7,7 +7,7 @@
 
 mod support;
 
-use support::{Platform, Say, cli_ok, is_summary_request};
+use support::{Platform, Say, TURN, cli_ok, is_summary_request};
 use tests::docker::require_docker;
 use tests::fake_model::{FakeModel, Reply, echo_reply};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
@@ -105,5 +105,53 @@ async fn clear_from_an_owner_resets_the_conversation_and_is_refused_to_others() 
     assert!(
         !text.contains("pumpkin"),
         "the conversation was reset: {text}"
+    );
+}
+
+/// The owners in `crabpot roles list --json`.
+async fn owners(host: &HostProcess) -> Vec<String> {
+    let listed = cli_ok(host, &["--json", "roles", "list"]).await;
+    let grants: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|grant| grant["role"] == "owner")
+        .filter_map(|grant| grant["user_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_person_at_the_terminal_is_the_owner_from_the_first_start() {
+    if !require_docker("the_person_at_the_terminal_is_the_owner_from_the_first_start").await {
+        return;
+    }
+    let fake = FakeModel::start().unwrap();
+    let mut host = HostProcess::start(HostOptions::with_model(ModelConfig::openai(&fake)))
+        .await
+        .unwrap();
+    // One owner: the identity `crabpot chat` speaks as by default.
+    let first = owners(&host).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].starts_with("cli:"), "{first:?}");
+
+    // So `/clear` works from the terminal with no grant.
+    let output = host.chat("remember pumpkin", TURN).await.unwrap();
+    assert!(output.success(), "{output:?}");
+    let output = host.chat("/clear", TURN).await.unwrap();
+    assert!(
+        output.success() && output.stdout.contains("Conversation cleared."),
+        "{output:?}\n{}",
+        host.log_tail(40)
+    );
+
+    // It is a first-start grant only: revoked, it stays revoked across a restart.
+    cli_ok(&host, &["roles", "revoke", &first[0], "owner"]).await;
+    host.restart().await.unwrap();
+    assert!(owners(&host).await.is_empty());
+    let output = host.chat("/clear", TURN).await.unwrap();
+    assert!(
+        output.stdout.contains("Only an owner or admin"),
+        "{output:?}"
     );
 }

@@ -29,7 +29,7 @@ pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -
                 .await?;
             let rows: Vec<serde_json::Value> = list
                 .into_iter()
-                .map(|(s, folder, (requests, input_tokens, output_tokens))| {
+                .map(|(s, folder, usage)| {
                     let container = admin.supervisor.container_state(&s.id);
                     let reference = SessionRef {
                         id: s.id.clone(),
@@ -43,11 +43,7 @@ pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -
                         "session": s,
                         "container": container,
                         "heartbeat_age_ms": heartbeat_age_ms,
-                        "usage": {
-                            "requests": requests,
-                            "input_tokens": input_tokens,
-                            "output_tokens": output_tokens,
-                        },
+                        "usage": usage,
                     })
                 })
                 .collect();
@@ -67,7 +63,7 @@ pub(super) async fn handle(admin: &Admin, verb: &str, body: serde_json::Value) -
             Ok(json!({
                 "session": session,
                 "container": container,
-                "usage": { "requests": usage.0, "input_tokens": usage.1, "output_tokens": usage.2 },
+                "usage": usage,
             }))
         }
         "stop" => {

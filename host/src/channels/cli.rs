@@ -59,6 +59,36 @@ pub(crate) use wire::{LineRead, LineReader};
 
 pub const CHANNEL_TYPE: &str = "cli";
 
+/// The name `crabpot chat` speaks as when `--user` is not given: `$USER`, else `$LOGNAME`,
+/// else the name `/etc/passwd` gives the process's uid, else `you`. On first start the host
+/// makes `cli:<this name>` (of its own process) an owner, so the person who started it can
+/// use `/clear` and decide approvals from the terminal at once.
+pub fn terminal_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|value| value.trim().to_owned())
+        .find(|value| !value.is_empty())
+        .or_else(passwd_name)
+        .unwrap_or_else(|| "you".to_owned())
+}
+
+/// The user id of a terminal user: `cli:<name>`.
+pub fn user_id(name: &str) -> String {
+    format!("{CHANNEL_TYPE}:{name}")
+}
+
+/// The login name of this process's uid in `/etc/passwd` (`name:x:uid:...`).
+fn passwd_name() -> Option<String> {
+    let uid = rustix::process::getuid().as_raw().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
 /// How long one line may take to go into a terminal's socket. A terminal that does not read
 /// for that long is closed, so it cannot hold up delivery (which waits for the line).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -414,7 +444,7 @@ impl CliChannel {
                     question_id,
                     answer,
                     sender: Sender {
-                        id: format!("cli:{user}"),
+                        id: user_id(&user),
                         name: Some(user),
                     },
                     platform_message_id: format!("cli-in-{}-{id}", uuid::Uuid::now_v7().simple()),
@@ -461,7 +491,7 @@ impl CliChannel {
             platform_message_id: message_id
                 .unwrap_or_else(|| format!("cli-in-{}-{id}", uuid::Uuid::now_v7().simple())),
             sender: Sender {
-                id: format!("cli:{user}"),
+                id: user_id(&user),
                 name: Some(user),
             },
             text,

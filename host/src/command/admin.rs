@@ -3,7 +3,7 @@
 //! message for stderr and the documented exit code.
 
 use super::request::{Render, merge, request};
-use super::table::{Table, cell, outline};
+use super::table::{Table, field_cell, outline};
 use super::{Command, UsersCommand};
 use crate::admin::client::{self, ClientError};
 use serde_json::json;
@@ -60,7 +60,8 @@ pub async fn run(
                     columns
                         .iter()
                         .map(|(_, field)| {
-                            cell(item.pointer(&format!("/{}", field.replace('.', "/"))))
+                            let name = field.rsplit('.').next().unwrap_or(field);
+                            field_cell(name, item.pointer(&format!("/{}", field.replace('.', "/"))))
                         })
                         .collect(),
                 );

@@ -60,6 +60,7 @@ fn usage(group: &str, input_tokens: u64, output_tokens: u64) -> crate::proxy::Us
         status: 200,
         input_tokens,
         output_tokens,
+        estimated: false,
         completed: true,
         at_ms: 0,
     }

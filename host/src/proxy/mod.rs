@@ -34,6 +34,7 @@ mod body;
 mod connection;
 mod egress;
 mod error;
+mod estimate;
 mod live;
 mod request;
 mod route;

@@ -13,6 +13,7 @@ use super::Proxy;
 use super::SessionLabel;
 use super::body::{MeteredBody, ProxyBody, full};
 use super::error::ProxyError;
+use super::estimate;
 use super::route::Route;
 use super::upstream::{PreparedUpstream, is_returned};
 use super::usage::{UsageMeter, UsageRecord};
@@ -138,6 +139,7 @@ async fn send_upstream(
     mut body: serde_json::Map<String, Value>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     upstream.rewrite_body(&mut body);
+    let prompt_chars = estimate::request_chars(&body);
     let body = Value::Object(body).to_string();
     // Created before sending, so a request is recorded even if the container hangs up
     // before the upstream answers (dropping the meter sends the record).
@@ -150,11 +152,13 @@ async fn send_upstream(
             status: 0,
             input_tokens: 0,
             output_tokens: 0,
+            estimated: false,
             completed: false,
             at_ms: 0,
         },
         proxy.usage.clone(),
     );
+    meter.estimate_prompt_from(prompt_chars);
     tracing::debug!(endpoint = %upstream.endpoint, body_bytes = body.len(), "forwarding model request");
     let sent = proxy
         .client

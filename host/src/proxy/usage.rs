@@ -8,7 +8,14 @@
 //! `stream_options.include_usage`), Anthropic in `message_start.message.usage` (input) and
 //! `message_delta.usage` (output, cumulative). The meter scans `data:` lines for those and
 //! reports once, when the body ends, breaks off, or is dropped.
+//!
+//! A count the server did not report is estimated ([`super::estimate`]): the prompt from the
+//! request's text, the reply from the text that streamed past. The record says so
+//! (`estimated`). A response whose final event passed (`data: [DONE]`, Anthropic's
+//! `message_stop`, or a whole JSON body) is complete even when the container hangs up before
+//! the body's last bytes: it has its reply.
 
+use super::estimate;
 use protocol::{AgentGroupId, ProviderKind, SessionId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,12 +41,16 @@ pub struct UsageRecord {
     /// The upstream's HTTP status; the proxy's own 502/504 when the upstream could not be
     /// reached; 0 when the container hung up before the upstream answered.
     pub status: u16,
-    /// Prompt tokens the upstream reported; 0 when it reported none.
+    /// Prompt tokens the upstream reported, or the estimate when it reported none.
     pub input_tokens: u64,
-    /// Completion tokens the upstream reported; 0 when it reported none.
+    /// Completion tokens the upstream reported, or the estimate when it reported none.
     pub output_tokens: u64,
+    /// Whether a count is an estimate ([`estimate`]): the upstream answered successfully but
+    /// did not report it.
+    #[serde(default)]
+    pub estimated: bool,
     /// False when the response broke off (upstream error, container hung up, shutdown) before
-    /// its end; the token counts are then whatever had passed.
+    /// its final event; the token counts are then whatever had passed.
     pub completed: bool,
     /// Unix milliseconds when the response finished.
     pub at_ms: i64,
@@ -50,6 +61,9 @@ pub struct UsageRecord {
 pub(crate) struct Tokens {
     pub(crate) input: u64,
     pub(crate) output: u64,
+    /// Whether the upstream reported each count at all.
+    pub(crate) saw_input: bool,
+    pub(crate) saw_output: bool,
 }
 
 impl Tokens {
@@ -59,24 +73,52 @@ impl Tokens {
         match provider {
             ProviderKind::OpenAi => {
                 let usage = &document["usage"];
-                set_if_present(&mut self.input, &usage["prompt_tokens"]);
-                set_if_present(&mut self.output, &usage["completion_tokens"]);
+                self.saw_input |= set_if_present(&mut self.input, &usage["prompt_tokens"]);
+                self.saw_output |= set_if_present(&mut self.output, &usage["completion_tokens"]);
             }
             ProviderKind::Anthropic => {
                 // `message_start` nests the usage in `message`; a whole response and
                 // `message_delta` carry it at the top.
                 for usage in [&document["message"]["usage"], &document["usage"]] {
-                    set_if_present(&mut self.input, &usage["input_tokens"]);
-                    set_if_present(&mut self.output, &usage["output_tokens"]);
+                    self.saw_input |= set_if_present(&mut self.input, &usage["input_tokens"]);
+                    self.saw_output |= set_if_present(&mut self.output, &usage["output_tokens"]);
                 }
             }
         }
     }
 }
 
-fn set_if_present(count: &mut u64, value: &Value) {
-    if let Some(number) = value.as_u64() {
-        *count = number;
+/// Sets `count` from `value` when it is a number; returns whether it was.
+fn set_if_present(count: &mut u64, value: &Value) -> bool {
+    match value.as_u64() {
+        Some(number) => {
+            *count = number;
+            true
+        }
+        None => false,
+    }
+}
+
+/// What the meter has read off the body so far.
+#[derive(Debug, Default)]
+struct Seen {
+    tokens: Tokens,
+    /// Characters of reply text, for the estimate.
+    reply_chars: u64,
+    /// The final event (or a whole JSON body) has passed.
+    ended: bool,
+}
+
+impl Seen {
+    /// Takes one JSON document: a whole response or one SSE event.
+    fn document(&mut self, provider: ProviderKind, document: &Value) {
+        self.tokens.read(provider, document);
+        self.reply_chars = self
+            .reply_chars
+            .saturating_add(estimate::reply_chars(provider, document));
+        if provider == ProviderKind::Anthropic && document["type"] == "message_stop" {
+            self.ended = true;
+        }
     }
 }
 
@@ -97,7 +139,9 @@ pub(crate) struct UsageMeter {
     /// `None` once the record has been sent.
     record: Option<UsageRecord>,
     scan: Scan,
-    tokens: Tokens,
+    seen: Seen,
+    /// Characters of the request's text, for the prompt estimate.
+    prompt_chars: u64,
     sender: UnboundedSender<UsageRecord>,
 }
 
@@ -115,9 +159,16 @@ impl UsageMeter {
                 buffer: Vec::new(),
                 overlong: false,
             },
-            tokens: Tokens::default(),
+            seen: Seen::default(),
+            prompt_chars: 0,
             sender,
         }
+    }
+
+    /// The request sends `chars` characters of text ([`estimate::request_chars`]): the
+    /// prompt estimate when the upstream reports no prompt tokens.
+    pub(crate) fn estimate_prompt_from(&mut self, chars: u64) {
+        self.prompt_chars = chars;
     }
 
     /// The upstream answered with `status`; its body is an event stream or not.
@@ -152,11 +203,11 @@ impl UsageMeter {
                     let (head, tail) = rest.split_at(newline);
                     rest = &tail[1..];
                     if partial.is_empty() && !*overlong {
-                        read_sse_line(provider, head, &mut self.tokens);
+                        read_sse_line(provider, head, &mut self.seen);
                     } else {
                         if !*overlong && partial.len() + head.len() <= MAX_SSE_LINE_BYTES {
                             partial.extend_from_slice(head);
-                            read_sse_line(provider, partial, &mut self.tokens);
+                            read_sse_line(provider, partial, &mut self.seen);
                         }
                         partial.clear();
                         *overlong = false;
@@ -184,7 +235,8 @@ impl UsageMeter {
         }
     }
 
-    /// Sends the record, once: `completed` says whether the body reached its end.
+    /// Sends the record, once: `completed` says whether the body reached its end (it is
+    /// complete anyway when its final event passed).
     pub(crate) fn finish(&mut self, completed: bool) {
         let Some(mut record) = self.record.take() else {
             return;
@@ -193,18 +245,31 @@ impl UsageMeter {
             Scan::Sse { partial, overlong } => {
                 // A stream normally ends with a blank line; read a last unterminated one too.
                 if !*overlong && !partial.is_empty() {
-                    read_sse_line(record.provider, partial, &mut self.tokens);
+                    read_sse_line(record.provider, partial, &mut self.seen);
                 }
             }
             Scan::Json { buffer, overlong } => {
                 if !*overlong && let Ok(document) = serde_json::from_slice::<Value>(buffer) {
-                    self.tokens.read(record.provider, &document);
+                    self.seen.document(record.provider, &document);
+                    // A body that parses whole has all of its reply.
+                    self.seen.ended = true;
                 }
             }
         }
-        record.input_tokens = self.tokens.input;
-        record.output_tokens = self.tokens.output;
-        record.completed = completed;
+        let tokens = self.seen.tokens;
+        record.input_tokens = tokens.input;
+        record.output_tokens = tokens.output;
+        if (200..300).contains(&record.status) {
+            if !tokens.saw_input {
+                record.input_tokens = estimate::tokens_for(self.prompt_chars);
+                record.estimated = true;
+            }
+            if !tokens.saw_output {
+                record.output_tokens = estimate::tokens_for(self.seen.reply_chars);
+                record.estimated = true;
+            }
+        }
+        record.completed = completed || self.seen.ended;
         record.at_ms = protocol::time::now_ms();
         send(&self.sender, record);
     }
@@ -223,6 +288,7 @@ fn send(sender: &UnboundedSender<UsageRecord>, record: UsageRecord) {
         status = record.status,
         input_tokens = record.input_tokens,
         output_tokens = record.output_tokens,
+        estimated = record.estimated,
         completed = record.completed,
         "model request finished"
     );
@@ -231,25 +297,23 @@ fn send(sender: &UnboundedSender<UsageRecord>, record: UsageRecord) {
     }
 }
 
-/// Reads the token counts from one SSE line, if it is a `data:` line that mentions usage.
-fn read_sse_line(provider: ProviderKind, line: &[u8], tokens: &mut Tokens) {
+/// Reads one SSE line: a `data:` line is OpenAI's `[DONE]` or a JSON event (usage, reply
+/// text, Anthropic's `message_stop`); anything else is skipped.
+fn read_sse_line(provider: ProviderKind, line: &[u8], seen: &mut Seen) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Some(data) = line.strip_prefix(b"data:") else {
         return;
     };
-    // Most events are content deltas; parse only the few that can carry usage.
-    if !contains(data, b"\"usage\"") {
+    let data = data.trim_ascii();
+    if data == b"[DONE]" {
+        seen.ended = true;
         return;
     }
-    if let Ok(document) = serde_json::from_slice::<Value>(data) {
-        tokens.read(provider, &document);
+    if data.first() == Some(&b'{')
+        && let Ok(document) = serde_json::from_slice::<Value>(data)
+    {
+        seen.document(provider, &document);
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
 }
 
 #[cfg(test)]
@@ -266,6 +330,7 @@ mod tests {
             status: 200,
             input_tokens: 0,
             output_tokens: 0,
+            estimated: false,
             completed: false,
             at_ms: 0,
         }
@@ -378,5 +443,64 @@ mod tests {
             (sent.input_tokens, sent.output_tokens, sent.completed),
             (3, 0, false)
         );
+    }
+
+    /// Feeds `body` whole to a meter for a request of `prompt_chars` characters, finishes it
+    /// as `completed` (or drops it, for `None`: the container hung up) and returns the record.
+    fn metered(status: u16, body: &str, prompt_chars: u64, completed: Option<bool>) -> UsageRecord {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let mut meter = UsageMeter::new(record(ProviderKind::OpenAi), sender);
+        meter.estimate_prompt_from(prompt_chars);
+        meter.start_response(status, true);
+        meter.observe(body.as_bytes());
+        match completed {
+            Some(completed) => meter.finish(completed),
+            None => drop(meter),
+        }
+        receiver.try_recv().unwrap()
+    }
+
+    /// llama.cpp-style: content deltas, a finish reason, `[DONE]`, and no usage at all.
+    const NO_USAGE_STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hello \"}}]}\n\n\
+        data: {\"choices\":[{\"delta\":{\"content\":\"world\"},\"finish_reason\":\"stop\"}]}\n\n\
+        data: [DONE]\n\n";
+
+    #[test]
+    fn missing_usage_is_estimated_and_marked() {
+        let sent = metered(200, NO_USAGE_STREAM, 41, Some(true));
+        // 41 prompt characters: 11 tokens; "Hello world", 11 characters: 3 tokens.
+        assert_eq!((sent.input_tokens, sent.output_tokens), (11, 3));
+        assert!(sent.estimated && sent.completed);
+
+        // Reported usage is taken as is and not marked.
+        let reported = format!(
+            "{NO_USAGE_STREAM}data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":2}}}}\n\n"
+        );
+        let sent = metered(200, &reported, 41, Some(true));
+        assert_eq!((sent.input_tokens, sent.output_tokens), (7, 2));
+        assert!(!sent.estimated);
+
+        // A refused request consumed nothing to estimate.
+        let sent = metered(500, "data: {\"error\":\"down\"}\n\n", 41, Some(true));
+        assert_eq!((sent.input_tokens, sent.output_tokens), (0, 0));
+        assert!(!sent.estimated);
+    }
+
+    #[test]
+    fn a_reply_whose_final_event_passed_is_complete_when_the_container_hangs_up() {
+        // The runner stops reading at `[DONE]` and drops the connection before the body's
+        // end: the reply was delivered, so the request is complete.
+        let sent = metered(200, NO_USAGE_STREAM, 0, None);
+        assert!(sent.completed);
+        let anthropic = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let mut meter = UsageMeter::new(record(ProviderKind::Anthropic), sender);
+        meter.start_response(200, true);
+        meter.observe(anthropic.as_bytes());
+        drop(meter);
+        assert!(receiver.try_recv().unwrap().completed);
+        // Broken off before the final event: incomplete.
+        let cut = NO_USAGE_STREAM.replace("data: [DONE]\n\n", "");
+        assert!(!metered(200, &cut, 0, None).completed);
     }
 }

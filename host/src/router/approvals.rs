@@ -3,8 +3,9 @@
 //!
 //! Decisions come only from the admin API (the operator, who may decide anything, or on
 //! behalf of a named user, who is checked) or from a platform identity the router resolved
-//! from a direct message. A decision by anyone outside the approval's approver set, on an
-//! approval already decided, or past its expiry is refused and logged in `approval_log`.
+//! from a direct message. A decision by anyone outside the approval's approver set (an
+//! owner, the top role, may decide any approval), on an approval already decided, or past its
+//! expiry is refused and logged in `approval_log`.
 //! Approving a sender makes them a member of the agent group; approving a channel wires it
 //! to the chosen agent group; in both cases the held messages are then replayed. Approving a
 //! `create_agent` request creates the child agent ([`crate::agents::create_child`]). Denying
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub enum Decider {
     /// Whoever holds the admin socket: may decide any approval.
     Operator,
-    /// A user (a platform identity); must be one of the approval's approvers.
+    /// A user (a platform identity); must be one of the approval's approvers, or an owner.
     User(String),
 }
 
@@ -138,6 +139,7 @@ pub fn decide(
     }
     if let Decider::User(user) = decider
         && !approval.approvers.contains(user)
+        && !people::is_owner(&tx, user)?
     {
         let who = if approval.approvers.is_empty() {
             "only the operator (crabpot approvals)".to_owned()

@@ -35,6 +35,7 @@ pub(super) async fn persist_usage(
             failed: !record.completed || record.status >= 400,
             input_tokens: i64::try_from(record.input_tokens).unwrap_or(i64::MAX),
             output_tokens: i64::try_from(record.output_tokens).unwrap_or(i64::MAX),
+            estimated: record.estimated,
         };
         if let Err(e) = central
             .call(move |conn| central::record_usage(conn, &row))

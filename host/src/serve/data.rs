@@ -3,11 +3,13 @@
 
 use super::MAIN_GROUP;
 use crate::channels::cli;
-use crate::db::central::{self, NewWiring, SessionMode};
+use crate::db::central::{self, NewWiring, SessionMode, people};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
-/// On first start: the `main` agent group, wired to the terminal chat.
+/// On first start: the `main` agent group, wired to the terminal chat, and the terminal's
+/// user (`cli:<terminal_user>`, the identity `crabpot chat` uses by default) as the owner
+/// when no one is owner yet.
 pub(super) fn bootstrap(conn: &mut rusqlite::Connection) -> Result<(), crate::db::DbError> {
     let tx = conn.transaction()?;
     let group = central::ensure_agent_group(&tx, MAIN_GROUP, "Main")?;
@@ -31,6 +33,16 @@ pub(super) fn bootstrap(conn: &mut rusqlite::Connection) -> Result<(), crate::db
                 destination_name: "terminal".into(),
             },
         )?;
+        let has_owner = people::list_roles(&tx)?
+            .iter()
+            .any(|grant| grant.role == people::Role::Owner);
+        if !has_owner {
+            let name = cli::terminal_user();
+            let id = cli::user_id(&name);
+            people::ensure_user(&tx, &id, Some(&name))?;
+            people::grant_role(&tx, &id, people::Role::Owner, None)?;
+            tracing::info!(user = %id, "the terminal's user is the owner (first start)");
+        }
     }
     tx.commit()?;
     Ok(())

@@ -48,7 +48,7 @@ pub(crate) fn completion(message: &ResolvedMessage) -> Value {
             })
             .collect();
     }
-    json!({
+    let mut completion = json!({
         "id": message.id,
         "object": "chat.completion",
         "created": message.created,
@@ -61,7 +61,13 @@ pub(crate) fn completion(message: &ResolvedMessage) -> Value {
             "finish_reason": finish_reason(message),
         }],
         "usage": usage(message),
-    })
+    });
+    if !message.usage.reported
+        && let Some(fields) = completion.as_object_mut()
+    {
+        fields.remove("usage");
+    }
+    completion
 }
 
 /// The SSE events of a streamed completion, each a complete `data: ...\n\n` block.
@@ -80,7 +86,7 @@ pub(crate) fn stream(message: &ResolvedMessage, include_usage: bool) -> Vec<Stre
                 "finish_reason": finish,
             }],
         });
-        if include_usage {
+        if include_usage && message.usage.reported {
             // With include_usage, every chunk but the last carries `"usage": null`.
             chunk["usage"] = Value::Null;
         }
@@ -125,7 +131,7 @@ pub(crate) fn stream(message: &ResolvedMessage, include_usage: bool) -> Vec<Stre
         }
     }
     chunks.push((chunk(json!({}), Some(finish_reason(message))), None));
-    if include_usage {
+    if include_usage && message.usage.reported {
         chunks.push((
             json!({
                 "id": message.id,

@@ -36,6 +36,9 @@ impl ToolCall {
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// False: the reply carries no usage at all, as some llama.cpp and vLLM builds answer
+    /// (OpenAI shape only).
+    pub reported: bool,
 }
 
 impl Default for Usage {
@@ -43,6 +46,7 @@ impl Default for Usage {
         Self {
             input_tokens: 10,
             output_tokens: 5,
+            reported: true,
         }
     }
 }
@@ -158,7 +162,15 @@ impl Reply {
         self.usage = Usage {
             input_tokens,
             output_tokens,
+            reported: true,
         };
+        self
+    }
+
+    /// The reply reports no usage, even when the request asks for it (OpenAI shape): the
+    /// JSON body has no `usage` and the stream no usage chunk.
+    pub fn without_usage(mut self) -> Self {
+        self.usage.reported = false;
         self
     }
 

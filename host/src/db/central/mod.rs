@@ -40,7 +40,7 @@ pub use destinations::destinations_for;
 pub use drops::{DropRecord, first_sighting, record_drop};
 pub use groups::{AgentGroup, agent_group, ensure_agent_group};
 pub use sessions::{Session, SessionMode, resolve_session, session};
-pub use usage::{UsageRow, record_usage, session_usage};
+pub use usage::{UsageRow, UsageTotals, record_usage, session_usage};
 pub use wirings::{
     EngageMode, IgnoredMessagePolicy, NewWiring, SenderScope, Wiring, ensure_wiring,
     wirings_for_chat,
@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/central/010_live_drafts.sql"),
     include_str!("../../../migrations/central/011_webhooks.sql"),
     include_str!("../../../migrations/central/012_egress_log.sql"),
+    include_str!("../../../migrations/central/013_usage_estimated.sql"),
 ];
 
 /// Opens (creating if needed) and migrates the central DB.

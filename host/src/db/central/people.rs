@@ -361,6 +361,18 @@ pub fn role_for(
         .optional()?)
 }
 
+/// Whether `user_id` holds the owner role.
+pub fn is_owner(conn: &Connection, user_id: &str) -> Result<bool, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM user_roles WHERE user_id = ?1 AND role = 'owner' LIMIT 1",
+            [user_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// Who decides an approval about `agent_group` (or about no group yet): the group's admins,
 /// else global admins, else owners — within that tier, those on `platform` (by their id or
 /// a DM there) when there are any. Empty when nobody holds a role: then only the operator
@@ -444,6 +456,8 @@ mod tests {
         }
         grant_role(&conn, "cli:olivia", Role::Owner, None).unwrap();
         grant_role(&conn, "tg:oscar", Role::Owner, None).unwrap();
+        assert!(is_owner(&conn, "tg:oscar").unwrap());
+        assert!(!is_owner(&conn, "cli:gina").unwrap());
         check(Some(&main), "cli", &["cli:olivia"]);
         check(Some(&main), "tg", &["tg:oscar"]);
         check(Some(&main), "slack", &["cli:olivia", "tg:oscar"]);

@@ -150,7 +150,7 @@ async function refreshSessions() {
     ["heartbeat", (s) => (s.heartbeat_age_ms === null || s.heartbeat_age_ms === undefined)
       ? "" : `${Math.round(s.heartbeat_age_ms / 1000)} s ago`],
     ["last activity", (s) => ago(s.session.last_active_at)],
-    ["tokens in / out", (s) => `${s.usage.input_tokens} / ${s.usage.output_tokens}`],
+    ["tokens in / out", (s) => `${s.usage.input_tokens} / ${s.usage.output_tokens}${s.usage.estimated_requests ? ` (${s.usage.estimated_requests} estimated)` : ""}`],
     ["", (s) => act("Reset", "", () => admin("sessions", "reset", { id: s.session.id }))],
   ], "No sessions yet."));
 }
