@@ -617,9 +617,16 @@ async fn rows_slipped_in_below_the_high_water_mark_are_refused_also_after_a_rest
         "{sent:?}"
     );
     assert_eq!(host.state(&session, "r3"), None);
-    let cursor = protocol::inbound::delivery_cursor(&host.inbound(&session)).unwrap();
-    assert_eq!(cursor.high_water, Some(Seq(13)));
-    assert_eq!(cursor.after, Some(Seq(13)));
+    // The cursor is committed just after the send returns: wait for it, not for the send.
+    let cursor = eventually("the cursor to reach r13", || {
+        let cursor = protocol::inbound::delivery_cursor(&host.inbound(&session)).unwrap();
+        (cursor.after == Some(Seq(13)) && cursor.high_water == Some(Seq(13))).then_some(cursor)
+    })
+    .await;
+    assert_eq!(
+        (cursor.after, cursor.high_water),
+        (Some(Seq(13)), Some(Seq(13)))
+    );
     host.stop().await;
 }
 
