@@ -8,6 +8,8 @@
 mod a2a;
 pub mod channels;
 pub mod email;
+#[cfg(test)]
+mod example;
 pub mod matrix;
 mod model;
 mod raw;
