@@ -134,6 +134,24 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Service(service) => {
+            init_logging(false);
+            let result = load_config(&cli, RawConfig::default())
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|config| {
+                    host::command::service::run(service, &config.data_dir, cli.config.as_deref())
+                });
+            match result {
+                Ok(message) => {
+                    println!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("crabpot service: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         command => {
             init_logging(false);
             let name = command_name(command);
@@ -185,6 +203,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Web(_) => "web",
         Command::Webhooks(_) => "webhooks",
         Command::Egress(_) => "egress",
+        Command::Service(_) => "service",
     }
 }
 

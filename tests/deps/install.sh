@@ -29,6 +29,8 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # mmdebstrap makes the toolbox image's Debian root filesystem (container/toolbox/rootfs.sh).
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+# systemd-analyze checks the unit `crabpot service install` writes (tests/tests/service.rs).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests/deps/install.sh: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2

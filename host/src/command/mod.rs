@@ -10,6 +10,7 @@ pub mod columns;
 pub mod egress;
 pub mod password;
 mod request;
+pub mod service;
 pub mod table;
 pub mod webhooks;
 
@@ -112,6 +113,10 @@ pub enum Command {
     /// `groups update G --allow-egress HOST:PORTS`).
     #[command(subcommand, after_help = EXIT_CODES)]
     Egress(egress::EgressCommand),
+    /// Run the host as a systemd service: `service install` writes the unit (system unit as
+    /// root, else a user unit), `service uninstall` removes it.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 #[derive(Debug, Args)]

@@ -29,7 +29,9 @@ pub(super) fn request(command: &Command) -> Option<(&'static str, &'static str, 
     use Render::{Line, Outline, Table};
     let ok = |_: &Value| "done".to_owned();
     Some(match command {
-        Command::Serve(_) | Command::Chat(_) | Command::Status => return None,
+        Command::Serve(_) | Command::Chat(_) | Command::Status | Command::Service(_) => {
+            return None;
+        }
         Command::Groups(verb) => match verb {
             GroupsCommand::List => ("groups", "list", json!({}), Table(GROUPS)),
             GroupsCommand::Show { id } => ("groups", "show", json!({ "id": id }), Outline),
