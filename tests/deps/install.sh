@@ -43,37 +43,30 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Makes (or remakes) the venv $2 from the requirements file $3 when it is missing or the file
+# changed since (a copy is kept in the venv as a stamp). $1 names it in the message.
+prepare_venv() {
+  local what="$1" venv="$2" requirements="$3"
+  if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/.requirements"; then
+    echo "tests/deps/install.sh: preparing the $what venv in $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/.requirements"
+  fi
+}
+
 # The Python venv of the tests (real client libraries, e.g. `openai`).
-venv="${CRABPOT_TEST_VENV:-/var/tmp/crabpot-venv}"
-stamp="$venv/.requirements"
-if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/deps/requirements.txt "$stamp"; then
-  echo "tests/deps/install.sh: preparing the test venv in $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/deps/requirements.txt
-  cp tests/deps/requirements.txt "$stamp"
-fi
+prepare_venv test "${CRABPOT_TEST_VENV:-/var/tmp/crabpot-venv}" tests/deps/requirements.txt
 
 # Synapse, the reference Matrix homeserver, for the Matrix adapter's tests
 # (tests/src/synapse.rs starts one on loopback per test). It has its own venv
 # (CRABPOT_SYNAPSE_VENV, by default /var/tmp/crabpot-synapse-venv): its dependencies are many
 # and pinned by its own release, and must not meet the test venv's.
-synapse_venv="${CRABPOT_SYNAPSE_VENV:-/var/tmp/crabpot-synapse-venv}"
-synapse_stamp="$synapse_venv/.requirements"
-if [ ! -x "$synapse_venv/bin/python" ] || ! cmp -s tests/deps/synapse-requirements.txt "$synapse_stamp"; then
-  echo "tests/deps/install.sh: preparing the Synapse venv in $synapse_venv"
-  python3 -m venv "$synapse_venv"
-  "$synapse_venv/bin/pip" install -q --disable-pip-version-check -r tests/deps/synapse-requirements.txt
-  cp tests/deps/synapse-requirements.txt "$synapse_stamp"
-fi
+prepare_venv Synapse "${CRABPOT_SYNAPSE_VENV:-/var/tmp/crabpot-synapse-venv}" \
+  tests/deps/synapse-requirements.txt
 
 # The official MCP Python SDK, for the MCP client's end-to-end test (tests/src/mcp_server.rs
 # runs tests/deps/mcp_server.py on loopback). Its own venv (CRABPOT_MCP_VENV, by default
 # /var/tmp/crabpot-mcp-venv): the SDK pins its web stack (Starlette, uvicorn, pydantic).
-mcp_venv="${CRABPOT_MCP_VENV:-/var/tmp/crabpot-mcp-venv}"
-mcp_stamp="$mcp_venv/.requirements"
-if [ ! -x "$mcp_venv/bin/python" ] || ! cmp -s tests/deps/mcp-requirements.txt "$mcp_stamp"; then
-  echo "tests/deps/install.sh: preparing the MCP SDK venv in $mcp_venv"
-  python3 -m venv "$mcp_venv"
-  "$mcp_venv/bin/pip" install -q --disable-pip-version-check -r tests/deps/mcp-requirements.txt
-  cp tests/deps/mcp-requirements.txt "$mcp_stamp"
-fi
+prepare_venv "MCP SDK" "${CRABPOT_MCP_VENV:-/var/tmp/crabpot-mcp-venv}" \
+  tests/deps/mcp-requirements.txt

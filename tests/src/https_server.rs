@@ -66,23 +66,7 @@ impl StaticServer {
         if let Some((cert, key)) = tls {
             command.arg("--cert").arg(cert).arg("--key").arg(key);
         }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting python3 tests/deps/static_server.py")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        // The script prints its port once it is listening (or exits on an error).
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port = match line.trim().parse::<u16>() {
-            Ok(port) => port,
-            Err(_) => {
-                let _ = child.kill();
-                bail!("static_server.py did not print its port (got {line:?})");
-            }
-        };
+        let (child, port) = spawn_printing_port(&mut command, "static_server.py")?;
         Ok(Self {
             child,
             port,
@@ -92,6 +76,31 @@ impl StaticServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+}
+
+/// Spawns a server script that prints its port on the first line of stdout once it listens
+/// (or exits on an error), and returns it with that port. Its stderr goes to the test's.
+pub(crate) fn spawn_printing_port(
+    command: &mut Command,
+    what: &str,
+) -> anyhow::Result<(Child, u16)> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    match line.trim().parse::<u16>() {
+        Ok(port) => Ok((child, port)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not print its port (got {line:?})")
+        }
     }
 }
 

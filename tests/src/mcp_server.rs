@@ -4,10 +4,10 @@
 //! (by default `/var/tmp/crabpot-mcp-venv`), which `tests/deps/install.sh` prepares. Dropping
 //! the server kills it.
 
-use anyhow::{Context, bail};
-use std::io::{BufRead, BufReader};
+use crate::https_server::spawn_printing_port;
+use anyhow::bail;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 /// The venv the MCP SDK is installed in.
 pub fn venv() -> PathBuf {
@@ -33,25 +33,9 @@ impl McpServer {
             );
         }
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deps/mcp_server.py");
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {} {}", python.display(), script.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        // The script prints its port once it listens (or exits on an error).
-        BufReader::new(stdout).read_line(&mut line)?;
-        match line.trim().parse::<u16>() {
-            Ok(port) => Ok(Self { child, port }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("mcp_server.py did not print its port (got {line:?})")
-            }
-        }
+        let what = format!("{} {}", python.display(), script.display());
+        let (child, port) = spawn_printing_port(Command::new(&python).arg(&script), &what)?;
+        Ok(Self { child, port })
     }
 
     pub fn port(&self) -> u16 {

@@ -18,7 +18,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{TURN, cli_ok, egress_log_until, relay_tool_results, tool_result};
+use support::{TURN, cli_ok, echo_or_tool_result, egress_log_until, tool_result};
 use tests::docker::{self, require_docker};
 use tests::fake_model::{FakeModel, Reply};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
@@ -74,7 +74,7 @@ async fn the_small_image_reaches_allowed_hosts_and_is_refused_the_rest() {
     let unlisted = StaticServer::http(site.path()).unwrap();
     let (p, q) = (allowed.port(), unlisted.port());
     let fake = FakeModel::start().unwrap();
-    relay_tool_results(&fake);
+    echo_or_tool_result(&fake);
     let host = start(&fake).await;
     cli_ok(
         &host,
@@ -212,7 +212,7 @@ async fn curl_and_git_in_the_toolbox_reach_an_allowed_https_server() {
     let unlisted = StaticServer::https(site.path()).unwrap();
     let (p, q) = (server.port(), unlisted.port());
     let fake = FakeModel::start().unwrap();
-    relay_tool_results(&fake);
+    echo_or_tool_result(&fake);
     let host = start(&fake).await;
     cli_ok(
         &host,

@@ -18,7 +18,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{TURN, cli_ok, egress_log_until, groups_dir, relay_tool_results, tool_result};
+use support::{TURN, cli_ok, echo_or_tool_result, egress_log_until, groups_dir, tool_result};
 use tests::docker::require_docker;
 use tests::fake_model::{FakeModel, Reply};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
@@ -60,7 +60,7 @@ async fn mcp_servers_over_http_and_stdio_join_the_toolset_through_egress() {
     std::fs::write(main.join("mcp.json"), mcp_json.to_string()).unwrap();
 
     let fake = FakeModel::start().unwrap();
-    relay_tool_results(&fake);
+    echo_or_tool_result(&fake);
     let host = HostProcess::start(HostOptions {
         groups_dir: Some(groups.path().to_owned()),
         ..HostOptions::with_model(ModelConfig::openai(&fake))

@@ -13,7 +13,7 @@ mod support;
 use serde_json::json;
 use std::time::Duration;
 use support::{
-    Platform, Say, TURN, central, cli_ok, eventually, read_only, relay_tool_results, tool_result,
+    Platform, Say, TURN, central, cli_ok, echo_or_tool_result, eventually, read_only, tool_result,
 };
 use tests::docker::require_docker;
 use tests::fake_model::{FakeModel, Reply};
@@ -31,7 +31,7 @@ async fn a_bash_commands_output_returns_to_the_model() {
         return;
     }
     let fake = FakeModel::start().unwrap();
-    relay_tool_results(&fake);
+    echo_or_tool_result(&fake);
     fake.push(Reply::tool_call(
         "bash",
         json!({"command": "echo crab-$((6 * 7)) && pwd"}),
@@ -116,7 +116,7 @@ async fn a_question_is_answered_through_crabpot_chat_and_reaches_the_model() {
         return;
     }
     let fake = FakeModel::start().unwrap();
-    relay_tool_results(&fake);
+    echo_or_tool_result(&fake);
     fake.push(Reply::tool_call(
         "ask_user_question",
         json!({"question": "Which colour for the pot?", "options": ["red", "green"], "timeout_seconds": 120}),
@@ -185,7 +185,7 @@ async fn a_late_answer_is_kept_for_the_next_turn_without_waking_the_agent() {
         return;
     }
     let fake = FakeModel::start().unwrap();
-    relay_tool_results(&fake);
+    echo_or_tool_result(&fake);
     fake.push(Reply::tool_call(
         "ask_user_question",
         json!({"question": "Still there?", "timeout_seconds": 1}),
@@ -280,7 +280,7 @@ async fn the_operator_sees_the_tools_and_an_unknown_destination_lists_the_valid_
         return;
     }
     let fake = FakeModel::start().unwrap();
-    relay_tool_results(&fake);
+    echo_or_tool_result(&fake);
     fake.push(Reply::tool_call(
         "send_message",
         json!({"to": "nowhere", "text": "psst"}),

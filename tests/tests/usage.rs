@@ -11,27 +11,20 @@
 mod support;
 
 use serde_json::Value;
-use std::time::{Duration, Instant};
-use support::{TURN, cli_json, cli_ok};
+use support::{TURN, cli_json, cli_json_until, cli_ok};
 use tests::docker::require_docker;
 use tests::fake_model::{FakeModel, Reply};
 use tests::host_process::{HostOptions, HostProcess, ModelConfig};
 
-/// Polls `sessions show` until its usage has `requests` requests (the proxy records a request
-/// when its response has finished, just after the reply went out).
+/// `sessions show`'s usage once it has `requests` requests (the proxy records a request when
+/// its response has finished, just after the reply went out).
 async fn usage_after(host: &HostProcess, session: &str, requests: i64) -> Value {
-    let start = Instant::now();
-    loop {
-        let shown = cli_json(host, &["sessions", "show", session]).await;
-        if shown["usage"]["requests"].as_i64() == Some(requests) {
-            return shown["usage"].clone();
-        }
-        assert!(
-            start.elapsed() < TURN,
-            "usage never reached {requests} requests: {shown:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{requests} requests in the usage");
+    cli_json_until(host, &["sessions", "show", session], &what, |shown| {
+        shown["usage"]["requests"].as_i64() == Some(requests)
+    })
+    .await["usage"]
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]

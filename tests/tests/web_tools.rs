@@ -16,7 +16,7 @@ mod support;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use support::{TURN, cli_ok, egress_log_until, relay_tool_results, tool_result};
+use support::{TURN, cli_ok, echo_or_tool_result, egress_log_until, tool_result};
 use tests::docker::{self, require_docker};
 use tests::fake_model::{FakeModel, Reply};
 use tests::fake_platform::FakeServer;
@@ -83,7 +83,7 @@ async fn web_fetch_returns_allowed_pages_as_markdown_and_refuses_the_rest() {
     let site = page_server(format!("http://127.0.0.1:{q}/page"));
     let p = site.addr.port();
     let fake = FakeModel::start().unwrap();
-    relay_tool_results(&fake);
+    echo_or_tool_result(&fake);
     let host = HostProcess::start(HostOptions::with_model(ModelConfig::openai(&fake)))
         .await
         .unwrap();
@@ -200,7 +200,7 @@ async fn web_search_returns_the_backends_results_and_the_key_stays_on_the_host()
     let search = FakeSearch::start().unwrap();
     let key = format!("search-canary-{}", uuid::Uuid::new_v4().simple());
     let fake = FakeModel::start().unwrap();
-    relay_tool_results(&fake);
+    echo_or_tool_result(&fake);
     let mut options = HostOptions::with_model(ModelConfig::openai(&fake));
     options
         .env

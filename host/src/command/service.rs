@@ -8,33 +8,44 @@
 //! (`EnvironmentFile`, 0600). Nothing is started: the commands to enable it, follow its log and
 //! remove it are printed. [`uninstall`] removes the file.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
     /// Write a systemd unit that runs `crabpot serve` with this data dir and config (a system
     /// unit as root, else a user unit), and print how to enable it.
-    Install {
-        /// Write the unit here instead of /etc/systemd/system or ~/.config/systemd/user.
-        #[arg(long)]
-        unit_dir: Option<PathBuf>,
-        /// A user unit even as root (`systemctl --user`).
-        #[arg(long)]
-        user: bool,
-        /// The unit's name: `<NAME>.service`.
-        #[arg(long, default_value = "crabpot")]
-        name: String,
-    },
+    Install(UnitArgs),
     /// Remove the unit `service install` wrote.
-    Uninstall {
-        #[arg(long)]
-        unit_dir: Option<PathBuf>,
-        #[arg(long)]
-        user: bool,
-        #[arg(long, default_value = "crabpot")]
-        name: String,
-    },
+    Uninstall(UnitArgs),
+}
+
+/// Which unit, and where it lives.
+#[derive(Debug, Args)]
+pub struct UnitArgs {
+    /// Write the unit here instead of /etc/systemd/system or ~/.config/systemd/user.
+    #[arg(long)]
+    pub unit_dir: Option<PathBuf>,
+    /// A user unit even as root (`systemctl --user`).
+    #[arg(long)]
+    pub user: bool,
+    /// The unit's name: `<NAME>.service`.
+    #[arg(long, default_value = "crabpot")]
+    pub name: String,
+}
+
+impl UnitArgs {
+    /// A user unit: asked for, or not root.
+    fn user_unit(&self) -> bool {
+        self.user || !is_root()
+    }
+
+    /// The unit file's path, after checking the name.
+    fn path(&self) -> Result<PathBuf, String> {
+        check_name(&self.name)?;
+        Ok(unit_dir(self.unit_dir.as_deref(), self.user_unit())?
+            .join(format!("{}.service", self.name)))
+    }
 }
 
 /// What the unit runs.
@@ -160,16 +171,8 @@ pub fn run(
     config: Option<&Path>,
 ) -> Result<String, String> {
     match command {
-        ServiceCommand::Install {
-            unit_dir,
-            user,
-            name,
-        } => install(unit_dir.as_deref(), *user, name, data_dir, config),
-        ServiceCommand::Uninstall {
-            unit_dir,
-            user,
-            name,
-        } => uninstall(unit_dir.as_deref(), *user, name),
+        ServiceCommand::Install(unit) => install(unit, data_dir, config),
+        ServiceCommand::Uninstall(unit) => uninstall(unit),
     }
 }
 
@@ -182,15 +185,9 @@ fn systemctl(user_unit: bool) -> &'static str {
 }
 
 /// Writes the unit (through a temporary file renamed over it).
-fn install(
-    explicit: Option<&Path>,
-    user: bool,
-    name: &str,
-    data_dir: &Path,
-    config: Option<&Path>,
-) -> Result<String, String> {
-    check_name(name)?;
-    let user_unit = user || !is_root();
+fn install(unit: &UnitArgs, data_dir: &Path, config: Option<&Path>) -> Result<String, String> {
+    let path = unit.path()?;
+    let user_unit = unit.user_unit();
     let absolute =
         |path: &Path| std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()));
     let exe = std::env::current_exe()
@@ -205,10 +202,9 @@ fn install(
         user_unit,
         terminal_user: crate::channels::cli::terminal_user(),
     };
-    let dir = unit_dir(explicit, user_unit)?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join(format!("{name}.service"));
-    let partial = dir.join(format!(".{name}.service.partial"));
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let partial = dir.join(format!(".{}.service.partial", unit.name));
     std::fs::write(&partial, render(&spec))
         .and_then(|()| std::fs::rename(&partial, &path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -225,20 +221,19 @@ fn install(
          stop it:                   {systemctl} stop {name}\n\
          remove it:                 {systemctl} disable --now {name} && crabpot service uninstall{flags}",
         path = path.display(),
-        flags = if user { " --user" } else { "" },
+        name = unit.name,
+        flags = if unit.user { " --user" } else { "" },
     ))
 }
 
 /// Removes the unit.
-fn uninstall(explicit: Option<&Path>, user: bool, name: &str) -> Result<String, String> {
-    check_name(name)?;
-    let user_unit = user || !is_root();
-    let path = unit_dir(explicit, user_unit)?.join(format!("{name}.service"));
+fn uninstall(unit: &UnitArgs) -> Result<String, String> {
+    let path = unit.path()?;
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(format!(
             "removed {} (run `{} daemon-reload`)",
             path.display(),
-            systemctl(user_unit)
+            systemctl(unit.user_unit())
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
             "{} does not exist: nothing to remove",

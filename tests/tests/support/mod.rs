@@ -37,19 +37,27 @@ pub async fn eventually<T>(
     }
 }
 
-/// Makes the fake model answer a tool call with the tool's result (`tool said: ...`), and echo
-/// otherwise, so a test reads what a tool returned in the reply.
-pub fn relay_tool_results(fake: &FakeModel) {
-    fake.set_default_reply_fn(|request| {
-        if after_tool_call(request) {
-            Reply::text(format!(
-                "tool said: {}",
-                tool_result(request).unwrap_or_default()
-            ))
-        } else {
-            echo_reply(request)
+/// Runs `crabpot <args> --json` until `wanted` holds for its answer, and returns it; panics
+/// with `what` and the last answer after [`TURN`]. For what reaches the central DB a moment
+/// after the event a test saw (usage records, egress attempts).
+pub async fn cli_json_until(
+    host: &HostProcess,
+    args: &[&str],
+    what: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let answer = cli_json(host, args).await;
+        if wanted(&answer) {
+            return answer;
         }
-    });
+        assert!(
+            start.elapsed() < TURN,
+            "timed out waiting for {what}: {answer:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Polls `crabpot egress log --json` until `wanted` holds for its entries (attempts reach the
@@ -59,21 +67,13 @@ pub async fn egress_log_until(
     what: &str,
     wanted: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let stdout = cli_ok(host, &["--json", "egress", "log", "--limit", "100"]).await;
-        let entries = match serde_json::from_str(&stdout) {
-            Ok(Value::Array(entries)) => entries,
-            other => panic!("egress log --json is not an array: {other:?}\n{stdout}"),
-        };
-        if wanted(&entries) {
-            return entries;
-        }
-        assert!(
-            start.elapsed() < TURN,
-            "timed out waiting for {what} in the egress log: {entries:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = cli_json_until(host, &["egress", "log", "--limit", "100"], what, |answer| {
+        answer.as_array().is_some_and(|entries| wanted(entries))
+    })
+    .await;
+    match answer {
+        Value::Array(entries) => entries,
+        other => panic!("egress log --json is not an array: {other}"),
     }
 }
 
